@@ -1,0 +1,236 @@
+"""The hub's configuration: one TOML file, one pydantic model, validated before any I/O.
+
+``load_config`` reads the file and returns a ``Config`` or raises ``ConfigError`` listing
+every problem with its key path, such as ``drivers[0].speed: ...``. Validation opens no
+socket, serial port or database; paths are checked for shape, not existence.
+
+Drivers are validated in a second step through the registry, so that each driver owns
+its own configuration model (``drivers/<name>/config.py``) and outside drivers can bring
+theirs: the result is the same single ``Config`` with typed driver sections.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from agent.errors import ConfigError, Problem
+from agent.homemap import HomeMap
+from agent.messages import HubId, Mode
+from agent.units import Duration, TimeOfDay
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class HubSection(Section):
+    id: HubId
+    timezone: str = "Europe/Amsterdam"
+    wall_clock: Literal["auto", "synced", "unsynced"] = Field(
+        default="auto",
+        description="auto asks the kernel whether NTP has synchronised the clock",
+    )
+    mode: Mode = Mode.NORMAL
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as err:
+            raise ValueError(f"unknown time zone {value!r} (use a name like Europe/Amsterdam)") from err
+        return value
+
+
+class TlsConfig(Section):
+    ca: Path
+    cert: Path
+    key: Path
+
+
+class MqttUplinkConfig(Section):
+    type: Literal["mqtt"] = "mqtt"
+    host: str = "localhost"
+    port: int = Field(default=1883, ge=1, le=65535)
+    prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")] = "leefsamen"
+    client_id: str | None = None
+    tls: TlsConfig | None = None
+    keepalive: Duration = 60.0
+    publish_timeout: Duration = 10.0
+    will_delay: Duration = Field(
+        default=120.0, description="a Wi-Fi blip shorter than this is not 'hub offline'"
+    )
+    heartbeat_expiry: Duration = 900.0
+    reconnect_min: Duration = 1.0
+    reconnect_max: Duration = 300.0
+
+
+class MemoryUplinkConfig(Section):
+    """Keeps what would be published in memory: benchmarks and tests."""
+
+    type: Literal["memory"]
+
+
+UplinkConfig = Annotated[MqttUplinkConfig | MemoryUplinkConfig, Field(discriminator="type")]
+
+
+class OutboxConfig(Section):
+    path: Path | None = Field(default=None, description="SQLite file; none keeps it in memory")
+    max_bytes: int = Field(default=16 * 1024 * 1024, ge=64 * 1024)
+
+
+class HeartbeatConfig(Section):
+    interval: Duration = Field(default=300.0, gt=0)
+
+
+class DayNight(Section):
+    day: Duration
+    night: Duration
+
+
+def _default_thresholds() -> dict[str, DayNight]:
+    h = 3600.0
+    return {
+        "default": DayNight(day=4 * h, night=10 * h),
+        "bed": DayNight(day=6 * h, night=14 * h),
+        "bedroom": DayNight(day=5 * h, night=14 * h),
+        "seat": DayNight(day=5 * h, night=10 * h),
+        "bathroom": DayNight(day=3 * h, night=8 * h),
+        "toilet": DayNight(day=3 * h, night=8 * h),
+        "front_door": DayNight(day=12 * h, night=12 * h),
+        "outside_door": DayNight(day=12 * h, night=12 * h),
+    }
+
+
+class InactivityConfig(Section):
+    """Fixed thresholds by the role of the last sensor that saw the person."""
+
+    enabled: bool = True
+    night_start: TimeOfDay = "22:00"  # type: ignore[assignment]
+    night_end: TimeOfDay = "07:00"  # type: ignore[assignment]
+    thresholds: dict[str, DayNight] = Field(default_factory=_default_thresholds)
+
+    @field_validator("thresholds")
+    @classmethod
+    def _has_default(cls, value: dict[str, DayNight]) -> dict[str, DayNight]:
+        from agent.homemap import Role
+
+        known = {r.value for r in Role} | {"default"}
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise ValueError(f"unknown role(s) {unknown}; known: {sorted(known)}")
+        merged = _default_thresholds()
+        merged.update(value)
+        return merged
+
+
+class HelpButtonConfig(Section):
+    enabled: bool = True
+    resolve_after: Duration | None = Field(
+        default=None, description="resolve by itself after this long; none waits for an ack"
+    )
+
+
+class DetectionConfig(Section):
+    inactivity: InactivityConfig = Field(default_factory=InactivityConfig)
+    help_button: HelpButtonConfig = Field(default_factory=HelpButtonConfig)
+
+
+class StoreConfig(Section):
+    """The local event store: the raw record, which never leaves the home."""
+
+    path: Path | None = Field(default=None, description="SQLite file; none keeps no record")
+    keep_days: int = Field(default=90, ge=1)
+    flush_interval: Duration = 30.0
+
+
+class DriverConfig(BaseModel):
+    """Common part of every driver section; each driver extends it (see the registry)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str
+    name: str | None = Field(default=None, description="an instance name, for logs and health")
+
+
+class Config(Section):
+    hub: HubSection
+    uplink: UplinkConfig = Field(default_factory=MqttUplinkConfig)
+    outbox: OutboxConfig = Field(default_factory=OutboxConfig)
+    heartbeat: HeartbeatConfig = Field(default_factory=HeartbeatConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    detection: DetectionConfig = Field(default_factory=DetectionConfig)
+    home: HomeMap = Field(default_factory=HomeMap)
+    drivers: list[DriverConfig] = Field(default_factory=list)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.hub.timezone)
+
+
+def _where(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def problems_of(err: ValidationError, prefix: tuple[int | str, ...] = ()) -> list[Problem]:
+    problems = []
+    for e in err.errors(include_url=False):
+        loc = tuple(p for p in (*prefix, *e["loc"]) if not (isinstance(p, str) and "[" in p))
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling)"
+        problems.append(Problem(_where(loc), msg))
+    return problems
+
+
+def validate_config(raw: dict[str, Any], source: str = "<config>") -> Config:
+    """The whole configuration, drivers included, or ``ConfigError`` with every problem."""
+    from drivers.registry import validate_driver_section
+
+    problems: list[Problem] = []
+    raw_drivers = raw.get("drivers", [])
+    base = dict(raw)
+    base["drivers"] = []
+    config: Config | None = None
+    try:
+        config = Config.model_validate(base)
+    except ValidationError as err:
+        problems.extend(problems_of(err))
+    drivers: list[DriverConfig] = []
+    if not isinstance(raw_drivers, list):
+        problems.append(Problem("drivers", "must be a list of [[drivers]] tables"))
+        raw_drivers = []
+    for i, section in enumerate(raw_drivers):
+        parsed, found = validate_driver_section(section, ("drivers", i))
+        problems.extend(found)
+        if parsed is not None:
+            drivers.append(parsed)
+    if problems or config is None:
+        raise ConfigError(source, problems)
+    return config.model_copy(update={"drivers": drivers})
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate a TOML file; the only I/O is reading that file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(str(path), [Problem("", f"cannot read the file: {err.strerror}")]) from err
+    except UnicodeDecodeError as err:
+        raise ConfigError(str(path), [Problem("", "the file is not UTF-8 text")]) from err
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(str(path), [Problem("", f"not valid TOML: {err}")]) from err
+    return validate_config(raw, str(path))

@@ -1,0 +1,1 @@
+"""Recorded and simulated homes: the trace format, importers, the simulator."""

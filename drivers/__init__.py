@@ -1,0 +1,1 @@
+"""Sensor drivers: one package per sensor family, found through ``drivers.registry``."""

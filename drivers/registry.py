@@ -1,0 +1,120 @@
+"""Which drivers exist: a map of built-in names plus the ``leefsamen_hub.drivers`` entry
+point group for drivers from other packages. Everything is imported lazily, so that a
+Bluetooth or GPIO library is loaded only when a configuration names its driver.
+
+A driver named ``NAME`` provides two objects:
+
+- a configuration model, a subclass of ``agent.config.DriverConfig`` with
+  ``type: Literal["NAME"]`` (imported at validation: pydantic only, no I/O);
+- a driver class, a subclass of ``drivers.base.Driver`` (imported when the runtime starts).
+
+Built-in drivers keep both in ``drivers/<name>/config.py`` and ``drivers/<name>/driver.py``
+with a ``sample.toml`` beside them. An outside package declares::
+
+    [project.entry-points."leefsamen_hub.drivers"]
+    mydriver = "mypackage.hub_driver:SPEC"
+
+where ``SPEC`` is a ``DriverSpec``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from agent.errors import Problem, UnknownDriverError
+
+if TYPE_CHECKING:
+    from agent.config import DriverConfig
+    from drivers.base import Driver
+
+ENTRY_POINT_GROUP = "leefsamen_hub.drivers"
+
+
+@dataclass(frozen=True)
+class DriverSpec:
+    """Where a driver's parts live, as ``module:attribute`` strings."""
+
+    name: str
+    config: str
+    driver: str
+    sample: Path | None = None
+
+    def load_config_model(self) -> type[DriverConfig]:
+        return _load(self.config)  # type: ignore[no-any-return]
+
+    def load_driver(self) -> type[Driver]:
+        return _load(self.driver)  # type: ignore[no-any-return]
+
+
+def _load(target: str) -> Any:
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+_HERE = Path(__file__).parent
+
+
+def _builtin(name: str, cls: str, driver: str) -> DriverSpec:
+    return DriverSpec(
+        name=name,
+        config=f"drivers.{name}.config:{cls}",
+        driver=f"drivers.{name}.driver:{driver}",
+        sample=_HERE / name / "sample.toml",
+    )
+
+
+BUILTIN: dict[str, DriverSpec] = {
+    "replay": _builtin("replay", "ReplayConfig", "ReplayDriver"),
+}
+
+
+def _outside() -> dict[str, DriverSpec]:
+    found: dict[str, DriverSpec] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name in BUILTIN:
+            continue  # a built-in name cannot be taken over
+        found[ep.name] = DriverSpec(name=ep.name, config="", driver="")
+    return found
+
+
+def known() -> list[str]:
+    return sorted({*BUILTIN, *_outside()})
+
+
+def get(name: str) -> DriverSpec:
+    """The spec of driver ``name``; ``UnknownDriverError`` names the known ones."""
+    spec = BUILTIN.get(name)
+    if spec is not None:
+        return spec
+    for ep in entry_points(group=ENTRY_POINT_GROUP, name=name):
+        loaded = ep.load()
+        if isinstance(loaded, DriverSpec):
+            return loaded
+    raise UnknownDriverError(name, known())
+
+
+def validate_driver_section(
+    section: Any, where: tuple[int | str, ...]
+) -> tuple[DriverConfig | None, list[Problem]]:
+    """One ``[[drivers]]`` table to its driver's typed model, or the problems found."""
+    from agent.config import _where, problems_of
+
+    if not isinstance(section, dict):
+        return None, [Problem(_where(where), "must be a table")]
+    name = section.get("type")
+    if not isinstance(name, str):
+        return None, [Problem(_where((*where, "type")), "missing: which driver is this?")]
+    try:
+        model = get(name).load_config_model()
+    except UnknownDriverError as err:
+        return None, [Problem(_where((*where, "type")), str(err))]
+    try:
+        return model.model_validate(section), []
+    except ValidationError as err:
+        return None, problems_of(err, where)
