@@ -12,6 +12,7 @@ theirs: the result is the same single ``Config`` with typed driver sections.
 from __future__ import annotations
 
 import tomllib
+from datetime import time
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -111,8 +112,8 @@ class InactivityConfig(Section):
     """Fixed thresholds by the role of the last sensor that saw the person."""
 
     enabled: bool = True
-    night_start: TimeOfDay = "22:00"  # type: ignore[assignment]
-    night_end: TimeOfDay = "07:00"  # type: ignore[assignment]
+    night_start: TimeOfDay = time(22, 0)
+    night_end: TimeOfDay = time(7, 0)
     thresholds: dict[str, DayNight] = Field(default_factory=_default_thresholds)
 
     @field_validator("thresholds")
@@ -183,10 +184,30 @@ def _where(loc: tuple[int | str, ...]) -> str:
     return out
 
 
-def problems_of(err: ValidationError, prefix: tuple[int | str, ...] = ()) -> list[Problem]:
+def _input_path(loc: tuple[int | str, ...], data: Any) -> tuple[int | str, ...]:
+    """The key path of an error in the input, without the tags pydantic adds for unions."""
+    path: list[int | str] = []
+    node = data
+    for i, part in enumerate(loc):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+            path.append(part)
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+            path.append(part)
+        elif isinstance(node, dict) and i == len(loc) - 1:
+            path.append(part)  # a missing or unknown key: name it
+        # anything else is a union tag or a validator's name, not part of the input
+    return tuple(path)
+
+
+def problems_of(
+    err: ValidationError, data: Any, prefix: tuple[int | str, ...] = ()
+) -> list[Problem]:
+    """pydantic's errors as problems with key paths like ``drivers[0].speed``."""
     problems = []
     for e in err.errors(include_url=False):
-        loc = tuple(p for p in (*prefix, *e["loc"]) if not (isinstance(p, str) and "[" in p))
+        loc = (*prefix, *_input_path(tuple(e["loc"]), data))
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown key (check the spelling)"
@@ -206,7 +227,7 @@ def validate_config(raw: dict[str, Any], source: str = "<config>") -> Config:
     try:
         config = Config.model_validate(base)
     except ValidationError as err:
-        problems.extend(problems_of(err))
+        problems.extend(problems_of(err, base))
     drivers: list[DriverConfig] = []
     if not isinstance(raw_drivers, list):
         problems.append(Problem("drivers", "must be a list of [[drivers]] tables"))

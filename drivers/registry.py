@@ -117,4 +117,4 @@ def validate_driver_section(
     try:
         return model.model_validate(section), []
     except ValidationError as err:
-        return None, problems_of(err, where)
+        return None, problems_of(err, section, where)

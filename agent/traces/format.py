@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Any, Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -30,8 +30,8 @@ from agent.errors import TraceError
 from agent.events import EventKind, SensorEvent
 from agent.homemap import HomeMap
 
-FORMAT_NAME = "leefsamen-trace"
-FORMAT_VERSION = 1
+FORMAT_NAME: Final = "leefsamen-trace"
+FORMAT_VERSION: Final = 1
 
 _KINDS: dict[str, EventKind] = {k.value: k for k in EventKind}
 

@@ -1,0 +1,310 @@
+"""The ``hub`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from agent import __version__
+from agent.errors import ConfigError, HubError, TraceError
+
+if TYPE_CHECKING:
+    from agent.messages import AlertMessage
+    from agent.runtime import Runtime
+
+log = logging.getLogger("hub")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as err:
+        raise argparse.ArgumentTypeError(f"unknown time zone {name!r}") from err
+
+
+def _speed(text: str) -> float | str:
+    if text == "max":
+        return "max"
+    try:
+        value = float(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError('speed is "max" or a positive number') from err
+    if value <= 0:
+        raise argparse.ArgumentTypeError('speed is "max" or a positive number')
+    return value
+
+
+# ---- config ------------------------------------------------------------------------------
+def cmd_config_check(args: argparse.Namespace) -> int:
+    from agent.config import load_config
+
+    try:
+        config = load_config(args.file)
+    except ConfigError as err:
+        print(err, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    drivers = ", ".join(d.type for d in config.drivers) or "none"
+    print(
+        f"{args.file}: OK (hub {config.hub.id}, {len(config.home.sensors)} sensor(s), "
+        f"drivers: {drivers})"
+    )
+    return EXIT_OK
+
+
+# ---- run and replay ----------------------------------------------------------------------
+def _run_runtime(runtime: Runtime) -> int:
+    """Run to the end; a replay prints what it did."""
+    try:
+        stats = asyncio.run(runtime.run())
+    except TraceError as err:
+        print(f"replay stopped: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except HubError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_FAILED
+    if runtime.replay:
+        days = 0.0
+        if stats.first_wall is not None and stats.last_wall is not None:
+            days = (stats.last_wall - stats.first_wall) / 86400
+        print(f"replayed {stats.events} events over {days:.1f} days")
+        for key, n in sorted(stats.alerts.items()):
+            print(f"  alerts {key}: {n}")
+        for sensor, n in sorted(stats.unknown_sensors.items()):
+            print(f"  ignored {n} event(s) of sensor {sensor!r}: not in the home map")
+        for health in runtime.driver_health.values():
+            if health.malformed_count:
+                print(f"  skipped {health.malformed_count} malformed line(s)")
+        print(f"  heartbeats: {stats.heartbeats}; outbox left: {runtime.outbox.depth()}")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from agent.config import load_config
+    from agent.runtime import Runtime
+
+    try:
+        config = load_config(args.config)
+        runtime = Runtime(config)
+    except ConfigError as err:
+        print(err, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return _run_runtime(runtime)
+
+
+def replay_runtime(
+    trace: Path,
+    config_path: Path | None,
+    speed: float | str = "max",
+    alert_hook: Callable[[AlertMessage], None] | None = None,
+) -> Runtime:
+    """A runtime that replays ``trace`` with the configuration at ``config_path``.
+
+    Without a configuration the hub is called "replay" and publishes to memory. The home
+    map comes from the configuration when it has one, else from the trace's header.
+    """
+    from agent.clock import SimClock
+    from agent.config import MemoryUplinkConfig, load_config, validate_config
+    from agent.runtime import Runtime
+    from agent.traces.format import read_header
+    from drivers.replay.config import ReplayConfig
+
+    header = read_header(trace)
+    if config_path is not None:
+        config = load_config(config_path)
+    else:
+        config = validate_config({"hub": {"id": "replay", "timezone": header.tz}}, "<defaults>")
+        config = config.model_copy(update={"uplink": MemoryUplinkConfig(type="memory")})
+    replay = ReplayConfig(type="replay", path=trace, speed=speed)  # type: ignore[arg-type]
+    config = config.model_copy(update={"drivers": [replay]})
+    home = config.home if config.home.sensors else header.home
+    if config.hub.timezone != header.tz:
+        log.warning(
+            "the trace was recorded in %s; the configuration says %s: using the trace's",
+            header.tz,
+            config.hub.timezone,
+        )
+    return Runtime(config, clock=SimClock(header.zone), home=home, alert_hook=alert_hook)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from agent.messages import encode
+
+    with contextlib.ExitStack() as stack:
+        hook = None
+        if args.alerts_out is not None:
+            out = stack.enter_context(args.alerts_out.open("w", encoding="utf-8"))
+
+            def hook(message: AlertMessage) -> None:
+                out.write(encode(message).decode() + "\n")
+
+        try:
+            runtime = replay_runtime(args.trace, args.config, args.speed, hook)
+        except ConfigError as err:
+            print(err, file=sys.stderr)
+            return EXIT_BAD_INPUT
+        except TraceError as err:
+            print(f"cannot replay: {err}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        return _run_runtime(runtime)
+
+
+# ---- traces ------------------------------------------------------------------------------
+def cmd_trace_import(args: argparse.Namespace) -> int:
+    from agent.traces.importing import save
+
+    tz = args.tz
+    try:
+        if args.format == "ordonez":
+            from agent.traces.ordonez import import_ordonez
+
+            imported = import_ordonez(args.sources, tz)
+        elif args.format == "kasteren":
+            from agent.traces.kasteren import import_kasteren
+
+            imported = import_kasteren(args.sources, tz)
+        else:
+            from agent.traces.casas import import_casas
+
+            if args.map is None:
+                print("a CASAS import needs --map SENSORS.toml", file=sys.stderr)
+                return EXIT_BAD_INPUT
+            if len(args.sources) != 1:
+                print("a CASAS import takes one source file", file=sys.stderr)
+                return EXIT_BAD_INPUT
+            imported = import_casas(args.sources[0], tz, args.map)
+    except (ConfigError, TraceError) as err:
+        print(err, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as err:
+        print(f"cannot read the source: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    for warning in imported.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    save(imported, args.output)
+    print(
+        f"{args.output}: {imported.activations} activations, {len(imported.events)} events, "
+        f"{len(imported.header.home.sensors)} sensors, {len(imported.labels)} labels"
+    )
+    return EXIT_OK
+
+
+def cmd_trace_info(args: argparse.Namespace) -> int:
+    from agent.traces.info import render, trace_info
+
+    try:
+        info = trace_info(args.trace)
+    except TraceError as err:
+        print(err, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(render(info))
+    return EXIT_OK
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from agent.traces.format import labels_path, write_labels, write_trace
+    from agent.traces.simulate import parse_incident, simulate
+
+    try:
+        incidents = [parse_incident(text, args.start, args.tz) for text in args.incident]
+    except ValueError as err:
+        print(f"--incident: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    sim = simulate(args.days, args.seed, args.start, args.tz, args.profile, incidents)
+    n = write_trace(args.output, sim.header, sim.events)
+    write_labels(labels_path(args.output), sim.labels)
+    print(f"{args.output}: {args.days} days, {n} events, {len(incidents)} incident(s)")
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from agent.demo import run_demo
+
+    return run_demo(days=args.days, seed=args.seed, incidents=args.incident, workdir=args.workdir)
+
+
+# ---- the parser --------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hub", description="Leefsamen hub agent: alerts from the sensors of a home."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run the agent with live drivers")
+    p.add_argument("--config", type=Path, required=True)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("replay", help="run the agent on a recorded trace")
+    p.add_argument("trace", type=Path)
+    p.add_argument("--config", type=Path, help="hub configuration (default: memory uplink)")
+    p.add_argument("--speed", type=_speed, default="max", help='"max" or N times real time')
+    p.add_argument("--alerts-out", type=Path, help="also write every alert message here")
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("config", help="configuration tools")
+    csub = p.add_subparsers(dest="config_command", required=True, metavar="COMMAND")
+    c = csub.add_parser("check", help="validate a configuration file and list every problem")
+    c.add_argument("file", type=Path)
+    c.set_defaults(func=cmd_config_check)
+
+    p = sub.add_parser("trace", help="trace tools")
+    tsub = p.add_subparsers(dest="trace_command", required=True, metavar="COMMAND")
+    t = tsub.add_parser("import", help="import a recorded home into trace format v1")
+    t.add_argument("format", choices=["ordonez", "kasteren", "casas"])
+    t.add_argument("sources", type=Path, nargs="+", help="the dataset folder or its files")
+    t.add_argument("-o", "--output", type=Path, required=True)
+    t.add_argument("--tz", type=_zone, required=True, help="the home's time zone")
+    t.add_argument("--map", type=Path, help="CASAS only: sensor map (TOML)")
+    t.set_defaults(func=cmd_trace_import)
+    t = tsub.add_parser("info", help="days, sensors and events per day of a trace")
+    t.add_argument("trace", type=Path)
+    t.set_defaults(func=cmd_trace_info)
+
+    p = sub.add_parser("simulate", help="generate a realistic home, optionally with incidents")
+    p.add_argument("--days", type=int, default=14)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--start", type=date.fromisoformat, default=date(2026, 11, 2))
+    p.add_argument("--tz", type=_zone, default=ZoneInfo("Europe/Amsterdam"))
+    p.add_argument("--profile", choices=["typical", "busy", "sparse"], default="typical")
+    p.add_argument(
+        "--incident",
+        action="append",
+        default=[],
+        help="KIND@WHEN, e.g. fall@d13T15:00, no_wakeup@d10, bathroom_fall@2026-11-14T03:10",
+    )
+    p.add_argument("-o", "--output", type=Path, required=True)
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("demo", help="a simulated fortnight with an incident, through a broker")
+    p.add_argument("--days", type=int, default=14)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--incident", action="append", default=None)
+    p.add_argument("--workdir", type=Path, default=None)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * args.verbose
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

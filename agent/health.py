@@ -1,0 +1,48 @@
+"""What the hub knows about its sensors' health, for the heartbeat.
+
+Only counts and the ids of devices that need maintenance leave the home: never when a
+sensor last fired.
+"""
+
+from __future__ import annotations
+
+from agent.events import EventKind, SensorEvent
+from agent.homemap import HomeMap
+
+BATTERY_LOW_PERCENT = 15.0
+
+
+class SensorHealth:
+    def __init__(self, home: HomeMap) -> None:
+        self.home = home
+        self.last_seen: dict[str, float] = {}
+        self.battery_low: set[str] = set()
+        self.unknown: dict[str, int] = {}
+
+    def seen(self, event: SensorEvent) -> None:
+        self.last_seen[event.sensor] = event.mono
+        kind = event.kind
+        if kind is EventKind.BATTERY:
+            if event.value < BATTERY_LOW_PERCENT:
+                self.battery_low.add(event.sensor)
+            else:
+                self.battery_low.discard(event.sensor)
+        elif kind is EventKind.BATTERY_LOW:
+            if event.value > 0:
+                self.battery_low.add(event.sensor)
+            else:
+                self.battery_low.discard(event.sensor)
+
+    def silent(self, now_mono: float, started_mono: float) -> list[str]:
+        """Sensors with a declared reporting interval that have been quiet for longer.
+
+        A sensor never heard from counts from when the hub started.
+        """
+        out = []
+        for sid, spec in self.home.sensors.items():
+            if spec.report_interval_s is None:
+                continue
+            last = self.last_seen.get(sid, started_mono)
+            if now_mono - last > spec.report_interval_s:
+                out.append(sid)
+        return sorted(out)

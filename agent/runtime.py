@@ -1,0 +1,327 @@
+"""The runtime: one asyncio process that wires the stages.
+
+    drivers -> SensorEvent -> engine -> AlertMessage -> outbox -> uplink -> broker
+
+Start sinks first (outbox, uplink), then the engine, then the drivers; on stop, stop the
+sources first and drain downstream. Live and replay run this same code: only the clock
+differs (``LiveClock`` or a ``SimClock`` moved by the replay driver) and who moves time
+forward (a timer task, or the replay driver through ``SimControl``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+import shutil
+import signal
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from agent import __version__
+from agent.clock import Clock, LiveClock, SimClock
+from agent.config import Config, DriverConfig
+from agent.errors import ConfigError, Problem
+from agent.events import SensorEvent
+from agent.health import SensorHealth
+from agent.homemap import HomeMap
+from agent.messages import (
+    AlertMessage,
+    HeartbeatMessage,
+    OutboxHealth,
+    SensorCounts,
+)
+from agent.outbox import Outbox, open_outbox
+from agent.uplink import Uplink, make_uplink
+from detection.engine import Engine
+from drivers import registry
+from drivers.base import Driver, DriverContext, DriverHealth
+
+log = logging.getLogger(__name__)
+
+DRIVER_BACKOFF_MIN = 1.0
+DRIVER_BACKOFF_MAX = 300.0
+
+
+@dataclass
+class RunStats:
+    events: int = 0
+    alerts: Counter[str] = field(default_factory=Counter)
+    unknown_sensors: Counter[str] = field(default_factory=Counter)
+    heartbeats: int = 0
+    first_wall: float | None = None
+    last_wall: float | None = None
+
+
+class Runtime:
+    """Owns every stage of one hub process."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Clock | None = None,
+        home: HomeMap | None = None,
+        outbox: Outbox | None = None,
+        uplink: Uplink | None = None,
+        alert_hook: Callable[[AlertMessage], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.replay = any(d.type == "replay" for d in config.drivers)
+        if self.replay and len(config.drivers) > 1:
+            raise ConfigError(
+                "drivers",
+                [Problem("drivers", "a replay cannot be mixed with live drivers")],
+            )
+        if clock is None:
+            forced = {"auto": None, "synced": True, "unsynced": False}[config.hub.wall_clock]
+            clock = SimClock(config.zone) if self.replay else LiveClock(config.zone, forced)
+        self.clock = clock
+        self.home = home if home is not None else config.home
+        self.outbox = outbox if outbox is not None else open_outbox(config.outbox)
+        self.uplink = (
+            uplink
+            if uplink is not None
+            else make_uplink(config.uplink, config.hub.id, self.outbox, self.clock, __version__)
+        )
+        self.alert_hook = alert_hook
+        self.stats = RunStats()
+        self.health = SensorHealth(self.home)
+        self.engine = Engine(config.hub.id, self.clock, self.home, config.detection, self._on_alert)
+        self.driver_health: dict[str, DriverHealth] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._replan = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._next_heartbeat = math.inf
+        self._started_mono = 0.0
+        self._replay_error: BaseException | None = None
+
+    # ---- the hot path ----------------------------------------------------------------
+    def emit(self, event: SensorEvent) -> None:
+        """Every driver's events come through here, in the event loop's thread."""
+        if event.sensor not in self.home.sensors:
+            n = self.stats.unknown_sensors[event.sensor]
+            self.stats.unknown_sensors[event.sensor] = n + 1
+            if n == 0:
+                log.warning(
+                    "events from sensor %r are ignored: it is not in the home map", event.sensor
+                )
+            return
+        if not self.replay:
+            self._advance(event.mono)
+        stats = self.stats
+        stats.events += 1
+        if stats.first_wall is None:
+            stats.first_wall = event.wall
+        stats.last_wall = event.wall
+        self.health.seen(event)
+        before = self.engine.next_wakeup
+        self.engine.on_event(event)
+        if self.engine.next_wakeup < before:
+            self._replan.set()
+
+    def _on_alert(self, message: AlertMessage) -> None:
+        self.stats.alerts[f"{message.kind}:{message.state.value}"] += 1
+        self.outbox.add(message, self.clock.wall())
+        self.uplink.notify()
+        if self.alert_hook is not None:
+            self.alert_hook(message)
+
+    # ---- time --------------------------------------------------------------------------
+    def _advance(self, mono: float) -> None:
+        """Fire every timer due up to ``mono``, each at its own moment."""
+        engine = self.engine
+        sim = self.clock if isinstance(self.clock, SimClock) else None
+        while True:
+            due = min(engine.next_wakeup, self._next_heartbeat)
+            if due > mono:
+                break
+            if sim is not None:
+                sim.advance_to(due)
+            if engine.next_wakeup <= due:
+                engine.fire(due)
+            if self._next_heartbeat <= due:
+                self._heartbeat()
+                self._next_heartbeat = due + self.config.heartbeat.interval
+        if sim is not None:
+            sim.advance_to(mono)
+
+    # SimControl, for the replay driver
+    def advance_to(self, mono: float) -> None:
+        if math.isinf(self._next_heartbeat):
+            self._started_mono = self.clock.monotonic()
+            self._next_heartbeat = self._started_mono
+        self._advance(mono)
+
+    def set_clock(self, wall: float, mono: float, synced: bool) -> None:
+        assert isinstance(self.clock, SimClock)
+        self.clock.set(wall, mono, synced)
+
+    async def _timer_loop(self) -> None:
+        """Live mode: sleep until the next timer, waking early when a new one is sooner."""
+        while True:
+            due = min(self.engine.next_wakeup, self._next_heartbeat)
+            delay = due - self.clock.monotonic()
+            if delay > 0:
+                self._replan.clear()
+                try:
+                    await asyncio.wait_for(self._replan.wait(), timeout=min(delay, 30.0))
+                except TimeoutError:
+                    pass
+                continue
+            self._advance(self.clock.monotonic())
+
+    # ---- heartbeat -----------------------------------------------------------------------
+    def _disk_free_mb(self) -> int:
+        path = self.config.outbox.path
+        where = path.parent if path is not None else Path.cwd()
+        try:
+            return int(shutil.disk_usage(where).free // (1024 * 1024))
+        except OSError:
+            return -1
+
+    def heartbeat_message(self) -> HeartbeatMessage:
+        now_mono = self.clock.monotonic()
+        silent = self.health.silent(now_mono, self._started_mono)
+        low = sorted(self.health.battery_low)
+        oldest = self.outbox.oldest()
+        wall = self.clock.wall()
+        return HeartbeatMessage(
+            hub=self.config.hub.id,
+            at=datetime.fromtimestamp(wall, tz=self.clock.tz),
+            version=__version__,
+            uptime_s=max(0, int(now_mono - self._started_mono)),
+            clock_synced=self.clock.wall_synced(),
+            mode=self.config.hub.mode,
+            sensors=SensorCounts(
+                ok=len(self.home.sensors) - len(set(silent) | set(low)),
+                silent=silent[:64],
+                battery_low=low[:64],
+            ),
+            outbox=OutboxHealth(
+                depth=self.outbox.depth(),
+                oldest_s=0 if oldest is None else max(0, int(wall - oldest)),
+                dropped=self.outbox.dropped(),
+            ),
+            disk_free_mb=self._disk_free_mb(),
+        )
+
+    def _heartbeat(self) -> None:
+        self.stats.heartbeats += 1
+        self.outbox.add(self.heartbeat_message(), self.clock.wall())
+        self.uplink.notify()
+
+    # ---- drivers -------------------------------------------------------------------------
+    def _make_driver(self, cfg: DriverConfig, index: int) -> Driver:
+        name = cfg.name or f"{cfg.type}-{index}"
+        health = DriverHealth(name=name)
+        self.driver_health[name] = health
+        cls = registry.get(cfg.type).load_driver()
+        ctx = DriverContext(
+            clock=self.clock,
+            emit=self.emit,
+            home=self.home,
+            health=health,
+            log=logging.getLogger(f"drivers.{name}"),
+            sim=self if self.replay else None,
+        )
+        return cls(cfg, ctx)
+
+    async def _supervise(self, cfg: DriverConfig, index: int) -> None:
+        """Run one driver; a live driver that fails is restarted with backoff and jitter."""
+        delay = DRIVER_BACKOFF_MIN
+        while True:
+            driver = self._make_driver(cfg, index)
+            health = driver.ctx.health
+            health.state = "running"
+            try:
+                await driver.run()
+            except asyncio.CancelledError:
+                health.state = "stopped"
+                raise
+            except Exception as err:
+                health.last_error = f"{type(err).__name__}: {err}"
+                if self.replay:
+                    health.state = "failed"
+                    self._replay_error = err
+                    log.error("replay failed: %s", err)
+                    return
+                health.state = "retrying"
+                health.restarts += 1
+                wait = random.uniform(0, delay)  # full jitter
+                log.warning(
+                    "driver %s failed (%s); restart %d in %.1f s",
+                    health.name,
+                    health.last_error,
+                    health.restarts,
+                    wait,
+                )
+                await asyncio.sleep(wait)
+                delay = min(delay * 2, DRIVER_BACKOFF_MAX)
+                continue
+            finally:
+                await driver.close()
+            health.state = "stopped"
+            if self.replay:
+                return
+            log.warning("driver %s ended by itself; starting it again", health.name)
+            await asyncio.sleep(delay)
+
+    # ---- the whole life ------------------------------------------------------------------
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self, drain_timeout: float = 30.0) -> RunStats:
+        """Run until stopped (live) or until the replay ends; then drain and stop."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, self.request_stop)
+            except (NotImplementedError, RuntimeError):  # not the main thread
+                pass
+        await self.uplink.start()
+        if not self.replay:
+            self._started_mono = self.clock.monotonic()
+            self._next_heartbeat = self._started_mono
+            self._tasks.append(asyncio.create_task(self._timer_loop(), name="timers"))
+        drivers = [
+            asyncio.create_task(self._supervise(cfg, i), name=f"driver-{i}")
+            for i, cfg in enumerate(self.config.drivers)
+        ]
+        stop_wait = asyncio.create_task(self._stopping.wait())
+        try:
+            if self.replay:
+                await asyncio.wait([*drivers, stop_wait], return_when=asyncio.FIRST_COMPLETED)
+            else:
+                await stop_wait
+        finally:
+            for task in drivers:
+                task.cancel()
+            stop_wait.cancel()
+            await asyncio.gather(*drivers, stop_wait, return_exceptions=True)
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            if self.replay and self._replay_error is None:
+                # the last heartbeat says how the replay ended
+                self._heartbeat()
+            drained = await self.uplink.drain(drain_timeout)
+            if not drained:
+                log.warning(
+                    "stopping with %d message(s) not yet acknowledged by the broker",
+                    self.outbox.depth(),
+                )
+            await self.uplink.stop()
+            self.outbox.close()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                try:
+                    loop.remove_signal_handler(sig)
+                except (NotImplementedError, RuntimeError):
+                    pass
+        if self._replay_error is not None:
+            raise self._replay_error
+        return self.stats

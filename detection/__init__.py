@@ -1,0 +1,1 @@
+"""Detection: deterministic rules over events and a clock, and the engine that runs them."""

@@ -1,0 +1,44 @@
+"""What counts as the person doing something, and where it puts them."""
+
+from __future__ import annotations
+
+from agent.events import EventKind, SensorEvent
+from agent.homemap import Role
+
+# Both edges of these are a person's doing: opening and closing a door, sitting down and
+# getting up. For the rest only the rising edge is: a motion sensor clearing, or a toaster
+# switching itself off, says nothing about the person.
+_BOTH_EDGES = frozenset({EventKind.CONTACT, EventKind.PRESSURE})
+_RISING = frozenset(
+    {
+        EventKind.MOTION,
+        EventKind.PRESENCE,
+        EventKind.APPLIANCE,
+        EventKind.FLUSH,
+        EventKind.BUTTON,
+        EventKind.VIBRATION,
+    }
+)
+
+#: every kind that can be a person's doing
+PERSON_KINDS = _BOTH_EDGES | _RISING
+
+
+def is_person_activity(event: SensorEvent) -> bool:
+    kind = event.kind
+    if kind in _BOTH_EDGES:
+        return True
+    return kind in _RISING and event.value > 0
+
+
+def role_after(role: Role, event: SensorEvent) -> Role:
+    """The role that describes where the person is after ``event`` from a ``role`` sensor.
+
+    Leaving the bed puts the person in the bedroom; leaving the chair, in the living room.
+    """
+    if event.kind is EventKind.PRESSURE and event.value <= 0:
+        if role is Role.BED:
+            return Role.BEDROOM
+        if role is Role.SEAT:
+            return Role.LIVING
+    return role

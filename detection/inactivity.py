@@ -1,0 +1,88 @@
+"""Inactivity with safe fixed thresholds, by where the person was last seen and the time of day.
+
+The limit depends on the role of the last sensor that saw the person (in bed a long
+silence is sleep; in the bathroom it is not) and on whether it is day or night in the
+home's time zone. While the quiet lasts, the limit is the larger of the one where it
+began and the one of the hour now: a doze in the chair at 20:00 runs into the night
+limit, a night in bed does not fall under the shorter daytime limit at 07:00. The alert is urgent, says how long it has been quiet against which
+limit, and resolves itself as soon as the person is seen doing anything again.
+"""
+
+from __future__ import annotations
+
+from agent.config import InactivityConfig
+from agent.events import SensorEvent
+from agent.homemap import Role
+from agent.messages import Severity
+from agent.units import format_duration
+from detection.activity import PERSON_KINDS, is_person_activity, role_after
+from detection.engine import INF, Detector, Engine
+from detection.timeofday import first_crossing, in_window
+
+_KEY = "quiet"
+
+
+class FixedInactivity(Detector):
+    name = "inactivity"
+    kinds = PERSON_KINDS
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        self.cfg: InactivityConfig = engine.config.inactivity
+        self.last_wall = INF
+        self.last_mono = INF
+        self.role: Role | None = None
+        self.room: str | None = None
+        self.limit_s = 0.0
+        self._marks = (self.cfg.night_start, self.cfg.night_end)
+
+    def _limit(self, role: Role | None, wall: float) -> float:
+        table = self.cfg.thresholds
+        pair = table.get(role.value, table["default"]) if role else table["default"]
+        local = self.engine._local(wall).time()
+        night = in_window(local, self.cfg.night_start, self.cfg.night_end)
+        return pair.night if night else pair.day
+
+    def on_event(self, event: SensorEvent) -> None:
+        if not is_person_activity(event):
+            return
+        spec = self.home.sensors[event.sensor]
+        if spec.role is not Role.WEARABLE:  # a pendant says nothing about where one is
+            self.role = role_after(spec.role, event)
+            self.room = spec.room
+        if self.engine.is_open(self, _KEY):
+            quiet = event.wall - self.last_wall
+            self.engine.resolve(
+                self,
+                _KEY,
+                f"Activity again in {self.room or 'the home'} after "
+                f"{format_duration(quiet)} without any.",
+                {"quiet_min": round(quiet / 60)},
+            )
+        self.last_wall = event.wall
+        self.last_mono = event.mono
+        role = self.role
+        at_start = self._limit(role, event.wall)
+
+        def limit_at(t: float) -> float:
+            # Never less than the limit where the quiet began: someone who went to bed at
+            # night is not overdue at 07:00 because the daytime limit for a nap is shorter.
+            return max(at_start, self._limit(role, t))
+
+        deadline = first_crossing(event.wall, limit_at, self.clock.tz, self._marks)
+        self.limit_s = limit_at(deadline)
+        self.wake = self.last_mono + (deadline - self.last_wall)
+
+    def on_wakeup(self, now: float) -> None:
+        quiet = now - self.last_mono
+        where = f"in {self.room}" if self.room else "in the home"
+        self.raise_alert(
+            _KEY,
+            "inactivity",
+            Severity.URGENT,
+            self.last_wall,
+            self.room,
+            f"No activity for {format_duration(quiet)}, last seen {where}; "
+            f"the limit there at this time of day is {format_duration(self.limit_s)}.",
+            {"quiet_min": round(quiet / 60), "limit_min": round(self.limit_s / 60)},
+        )
