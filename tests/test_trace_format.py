@@ -1,0 +1,117 @@
+"""Trace format v1: round trip, and every malformed line reported with its number."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from agent.errors import TraceError
+from agent.events import EventKind, SensorEvent
+from agent.homemap import HomeMap, Role, SensorSpec
+from agent.traces.format import (
+    Label,
+    TraceHeader,
+    iter_events,
+    iter_trace,
+    labels_path,
+    read_header,
+    read_labels,
+    write_labels,
+    write_trace,
+)
+
+TZ = ZoneInfo("Europe/Amsterdam")
+HEADER = TraceHeader(
+    tz="Europe/Amsterdam",
+    home=HomeMap(sensors={"hall": SensorSpec(room="Hallway", role=Role.HALLWAY)}),
+)
+
+
+def test_round_trip_keeps_every_field(tmp_path: Path) -> None:
+    events = [
+        SensorEvent("hall", EventKind.MOTION, 1.0, 1_790_000_000.0, 1_790_000_000.0),
+        SensorEvent("hall", EventKind.MOTION, 0.0, 1_790_000_090.25, 1_790_000_090.25),
+        SensorEvent("hall", EventKind.TEMPERATURE, 19.4, 1_790_000_100.0, 5.0e9),
+    ]
+    path = tmp_path / "t.jsonl"
+    assert write_trace(path, HEADER, events) == 3
+    assert read_header(path).home == HEADER.home
+    assert list(iter_events(path)) == events
+    first = path.read_text().splitlines()[1]
+    assert json.loads(first) == {"t": "2026-09-21T16:13:20+02:00", "s": "hall", "k": "motion", "v": 1}
+
+
+def test_labels_live_beside_the_trace(tmp_path: Path) -> None:
+    trace = tmp_path / "home.jsonl"
+    assert labels_path(trace).name == "home.labels.jsonl"
+    label = Label.model_validate(
+        {"type": "activity", "label": "sleeping", "start": "2026-11-10T23:00:00+01:00",
+         "end": "2026-11-11T07:00:00+01:00"}
+    )
+    write_labels(labels_path(trace), [label])
+    assert read_labels(labels_path(trace)) == [label]
+
+
+BAD_LINES = [
+    ("{not json", "Expecting property name"),
+    ('["a list"]', "must be a JSON object"),
+    ('{"t": "2026-11-10T10:00:00+01:00", "s": "hall", "k": "motion"}', "missing field 'v'"),
+    ('{"t": "2026-11-10T10:00:00", "s": "hall", "k": "motion", "v": 1}', "no UTC offset"),
+    ('{"t": "yesterday", "s": "hall", "k": "motion", "v": 1}', "Invalid isoformat"),
+    ('{"t": "2026-11-10T10:00:00+01:00", "s": "hall", "k": "teleport", "v": 1}', "unknown kind"),
+    ('{"t": "2026-11-10T10:00:00+01:00", "s": "hall", "k": "motion", "v": "on"}', '"v" must be'),
+    ('{"t": "2026-11-10T10:00:00+01:00", "s": "", "k": "motion", "v": 1}', '"s" must be'),
+    ('{"t": "2026-11-10T08:00:00+01:00", "s": "hall", "k": "motion", "v": 1}', "earlier than"),
+]
+
+
+@pytest.mark.parametrize(("line", "message"), BAD_LINES)
+def test_a_malformed_line_is_reported_with_its_number(
+    tmp_path: Path, line: str, message: str
+) -> None:
+    good = '{"t": "2026-11-10T09:00:00+01:00", "s": "hall", "k": "motion", "v": 1}'
+    after = '{"t": "2026-11-10T11:00:00+01:00", "s": "hall", "k": "motion", "v": 0}'
+    path = tmp_path / "bad.jsonl"
+    path.write_text("\n".join([HEADER.model_dump_json(), good, line, after]) + "\n")
+    with pytest.raises(TraceError) as info:
+        list(iter_events(path))
+    assert info.value.line == 3
+    assert message in str(info.value)
+    assert f"{path}:3" in str(info.value)
+    # with a handler: reported, skipped, and the rest still comes
+    seen: list[TraceError] = []
+    points = list(iter_trace(path, seen.append))
+    assert [p.line for p in points] == [2, 4]
+    assert [e.line for e in seen] == [3]
+
+
+@pytest.mark.parametrize(
+    ("first", "message"),
+    [
+        ("", "header is not JSON"),
+        ('{"format": "csv"}', "not a trace"),
+        ('{"format": "leefsamen-trace", "version": 9}', "version 9 is not supported"),
+        ('{"format": "leefsamen-trace", "version": 1, "tz": "Mars/Base", "home": {}}', "unknown time zone"),
+        ('{"format": "leefsamen-trace", "version": 1, "tz": "UTC", "home": {"sensors": {"x": {"room": "r", "role": "attic"}}}}', "home.sensors.x.role"),
+    ],
+)
+def test_a_bad_header_names_line_one(tmp_path: Path, first: str, message: str) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text(first + "\n")
+    with pytest.raises(TraceError) as info:
+        read_header(path)
+    assert info.value.line == 1 and message in str(info.value)
+
+
+def test_wall_clock_flags_and_monotonic_time_are_kept(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    path.write_text(
+        HEADER.model_dump_json()
+        + '\n{"t":"2020-01-01T00:00:00+00:00","s":"hall","k":"motion","v":1,"m":100,"sync":false}\n'
+    )
+    (point,) = iter_trace(path)
+    assert point.synced is False
+    assert point.event.mono == 100.0 and point.event.wall == 1_577_836_800.0
