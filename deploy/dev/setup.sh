@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Prepares a development checkout on Debian 12 (or Raspberry Pi OS): the system packages
+# the project needs (Python's venv, Mosquitto and its clients) where they are missing,
+# then a virtual environment in .venv with the project installed.
+# Sourced by demo.sh and test.sh; $1 is the pip extra to install ("" or "dev").
+set -euo pipefail
+
+extra="${1:-}"
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+
+missing=()
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
+command -v mosquitto_sub >/dev/null 2>&1 || missing+=(mosquitto-clients)
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" -eq 0 ]; then
+    sudo=()
+  elif command -v sudo >/dev/null 2>&1; then
+    sudo=(sudo)
+  else
+    echo "setup: please install these Debian packages first: ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "setup: installing ${missing[*]}" >&2
+  "${sudo[@]}" apt-get update -q >/dev/null
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+    "${missing[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+spec="."
+[ -n "$extra" ] && spec=".[$extra]"
+.venv/bin/python -m pip install -q --disable-pip-version-check -e "$spec"
