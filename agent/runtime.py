@@ -36,6 +36,7 @@ from agent.messages import (
     SensorCounts,
 )
 from agent.outbox import Outbox, open_outbox
+from agent.store import EventStore
 from agent.uplink import Uplink, make_uplink
 from detection.engine import Engine
 from drivers import registry
@@ -91,6 +92,12 @@ class Runtime:
         self.alert_hook = alert_hook
         self.stats = RunStats()
         self.health = SensorHealth(self.home)
+        store = config.store
+        self.store = (
+            EventStore(store.path, store.keep_days, store.flush_interval)
+            if store.path is not None
+            else None
+        )
         self.engine = Engine(config.hub.id, self.clock, self.home, config.detection, self._on_alert)
         self.driver_health: dict[str, DriverHealth] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -119,6 +126,8 @@ class Runtime:
             stats.first_wall = event.wall
         stats.last_wall = event.wall
         self.health.seen(event)
+        if self.store is not None:
+            self.store.add(event)
         before = self.engine.next_wakeup
         self.engine.on_event(event)
         if self.engine.next_wakeup < before:
@@ -317,6 +326,8 @@ class Runtime:
                 )
             await self.uplink.stop()
             self.outbox.close()
+            if self.store is not None:
+                self.store.close()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 try:
                     loop.remove_signal_handler(sig)
