@@ -81,7 +81,8 @@ UplinkConfig = Annotated[MqttUplinkConfig | MemoryUplinkConfig, Field(discrimina
 
 
 class OutboxConfig(Section):
-    path: Path | None = Field(default=None, description="SQLite file; none keeps it in memory")
+    """Messages waiting for the broker; kept in memory in this version."""
+
     max_bytes: int = Field(default=16 * 1024 * 1024, ge=64 * 1024)
 
 

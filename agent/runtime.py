@@ -35,7 +35,8 @@ from agent.messages import (
     OutboxHealth,
     SensorCounts,
 )
-from agent.outbox import Outbox, open_outbox
+from agent.outbox import Outbox
+from agent.outbox.memory import MemoryOutbox
 from agent.store import EventStore
 from agent.uplink import Uplink, make_uplink
 from detection.engine import Engine
@@ -83,7 +84,7 @@ class Runtime:
             clock = SimClock(config.zone) if self.replay else LiveClock(config.zone, forced)
         self.clock = clock
         self.home = home if home is not None else config.home
-        self.outbox = outbox if outbox is not None else open_outbox(config.outbox)
+        self.outbox = outbox if outbox is not None else MemoryOutbox(config.outbox.max_bytes)
         self.uplink = (
             uplink
             if uplink is not None
@@ -186,7 +187,7 @@ class Runtime:
 
     # ---- heartbeat -----------------------------------------------------------------------
     def _disk_free_mb(self) -> int:
-        path = self.config.outbox.path
+        path = self.config.store.path
         where = path.parent if path is not None else Path.cwd()
         try:
             return int(shutil.disk_usage(where).free // (1024 * 1024))
