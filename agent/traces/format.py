@@ -20,6 +20,7 @@ import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from math import isfinite
 from pathlib import Path
 from typing import IO, Any, Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -104,7 +105,9 @@ def _parse_header(path: str, line: str) -> TraceHeader:
     except json.JSONDecodeError as err:
         raise TraceError(path, 1, f"header is not JSON: {err.msg}") from err
     if not isinstance(raw, dict) or raw.get("format") != FORMAT_NAME:
-        raise TraceError(path, 1, f'not a trace: the first line must have "format": "{FORMAT_NAME}"')
+        raise TraceError(
+            path, 1, f'not a trace: the first line must have "format": "{FORMAT_NAME}"'
+        )
     if raw.get("version") != FORMAT_VERSION:
         raise TraceError(
             path, 1, f"trace format version {raw.get('version')!r} is not supported (want 1)"
@@ -147,12 +150,12 @@ def parse_event(obj: Any) -> SensorEvent:
     kind = _KINDS.get(kind_name)
     if kind is None:
         raise ValueError(f"unknown kind {kind_name!r}")
-    if value is True or value is False:
-        value = float(value)
-    elif type(value) is int or type(value) is float:
-        value = float(value)
-    else:
+    vtype = type(value)
+    if vtype is not float and vtype is not int and vtype is not bool:
         raise ValueError(f'"v" must be a number or a boolean, not {value!r}')
+    value = float(value)
+    if not isfinite(value):
+        raise ValueError(f'"v" must be a finite number, not {value!r}')
     wall = dt.timestamp()
     mono = obj.get("m", wall)
     if type(mono) is not float and type(mono) is not int:
@@ -204,10 +207,11 @@ def iter_events(path: Path, on_error: OnError | None = None) -> Iterator[SensorE
 
 
 def format_time(wall: float, tz: ZoneInfo) -> str:
-    """POSIX seconds to ISO 8601 local time with offset; milliseconds only when present."""
+    """POSIX seconds to ISO 8601 local time with offset; fractions only when present."""
     dt = datetime.fromtimestamp(wall, tz=tz)
-    spec = "seconds" if dt.microsecond == 0 else "milliseconds"
-    return dt.isoformat(timespec=spec)
+    if dt.microsecond == 0:
+        return dt.isoformat(timespec="seconds")
+    return dt.isoformat(timespec="milliseconds" if dt.microsecond % 1000 == 0 else "microseconds")
 
 
 def event_line(event: SensorEvent, tz: ZoneInfo, synced: bool = True) -> str:
@@ -221,7 +225,7 @@ def event_line(event: SensorEvent, tz: ZoneInfo, synced: bool = True) -> str:
         obj["m"] = event.mono
     if not synced:
         obj["sync"] = False
-    return json.dumps(obj, separators=(",", ":"))
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False)
 
 
 def header_line(header: TraceHeader) -> str:
@@ -247,9 +251,10 @@ def write_trace(
 
 def write_labels(path: Path, labels: Iterable[Label]) -> int:
     n = 0
+    path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8", newline="\n") as fh:
         for label in labels:
-            fh.write(label.model_dump_json(exclude_none=True, exclude_defaults=False) + "\n")
+            fh.write(label.model_dump_json(exclude_none=True) + "\n")
             n += 1
     return n
 
