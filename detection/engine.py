@@ -140,7 +140,8 @@ class Engine:
 
     # ---- the alert lifecycle ---------------------------------------------------------
     def _local(self, wall: float) -> datetime:
-        return datetime.fromtimestamp(wall, tz=self.clock.tz)
+        """Wall seconds as local time, to the second: what people read in an alert."""
+        return datetime.fromtimestamp(round(wall), tz=self.clock.tz)
 
     def _new_id(self, kind: str, since: float) -> str:
         stamp = datetime.fromtimestamp(since, tz=UTC).strftime("%Y%m%dT%H%M%SZ")
