@@ -87,7 +87,7 @@ class OutboxConfig(Section):
 
 
 class HeartbeatConfig(Section):
-    interval: Duration = Field(default=300.0, gt=0)
+    interval: Duration = Field(default=900.0, gt=0)
 
 
 class DayNight(Section):

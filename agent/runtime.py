@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 DRIVER_BACKOFF_MIN = 1.0
 DRIVER_BACKOFF_MAX = 300.0
+DRIVER_STABLE_AFTER = 60.0  # seconds of running after which a failure backs off from the start
 
 
 @dataclass
@@ -226,60 +227,67 @@ class Runtime:
         self.uplink.notify()
 
     # ---- drivers -------------------------------------------------------------------------
-    def _make_driver(self, cfg: DriverConfig, index: int) -> Driver:
-        name = cfg.name or f"{cfg.type}-{index}"
-        health = DriverHealth(name=name)
-        self.driver_health[name] = health
+    def _make_driver(self, cfg: DriverConfig, health: DriverHealth) -> Driver:
         cls = registry.get(cfg.type).load_driver()
         ctx = DriverContext(
             clock=self.clock,
             emit=self.emit,
             home=self.home,
             health=health,
-            log=logging.getLogger(f"drivers.{name}"),
+            log=logging.getLogger(f"drivers.{health.name}"),
             sim=self if self.replay else None,
         )
         return cls(cfg, ctx)
 
     async def _supervise(self, cfg: DriverConfig, index: int) -> None:
-        """Run one driver; a live driver that fails is restarted with backoff and jitter."""
+        """Run one driver; a live driver that fails is restarted with backoff and jitter.
+
+        A replay driver runs once: its end is the end of the run, its failure the run's.
+        """
+        loop = asyncio.get_running_loop()
         delay = DRIVER_BACKOFF_MIN
+        name = cfg.name or f"{cfg.type}-{index}"
+        health = self.driver_health[name] = DriverHealth(name=name)
         while True:
-            driver = self._make_driver(cfg, index)
-            health = driver.ctx.health
-            health.state = "running"
+            error: Exception | None = None
+            started = loop.time()
+            driver: Driver | None = None
             try:
+                driver = self._make_driver(cfg, health)
+                health.state = "running"
                 await driver.run()
             except asyncio.CancelledError:
                 health.state = "stopped"
                 raise
             except Exception as err:
+                error = err
                 health.last_error = f"{type(err).__name__}: {err}"
-                if self.replay:
-                    health.state = "failed"
-                    self._replay_error = err
-                    log.error("replay failed: %s", err)
-                    return
-                health.state = "retrying"
-                health.restarts += 1
-                wait = random.uniform(0, delay)  # full jitter
-                log.warning(
-                    "driver %s failed (%s); restart %d in %.1f s",
-                    health.name,
-                    health.last_error,
-                    health.restarts,
-                    wait,
-                )
-                await asyncio.sleep(wait)
-                delay = min(delay * 2, DRIVER_BACKOFF_MAX)
-                continue
             finally:
-                await driver.close()
-            health.state = "stopped"
+                if driver is not None:
+                    try:
+                        await driver.close()
+                    except Exception as err:
+                        log.warning("driver %s did not close cleanly: %s", name, err)
             if self.replay:
+                health.state = "stopped" if error is None else "failed"
+                if error is not None:
+                    self._replay_error = error
+                    log.error("replay failed: %s", health.last_error)
                 return
-            log.warning("driver %s ended by itself; starting it again", health.name)
-            await asyncio.sleep(delay)
+            if loop.time() - started > DRIVER_STABLE_AFTER:
+                delay = DRIVER_BACKOFF_MIN  # it ran well for a while: start backing off anew
+            health.state = "retrying"
+            health.restarts += 1
+            wait = random.uniform(0, delay)  # full jitter: a fleet does not retry in step
+            log.warning(
+                "driver %s %s; restart %d in %.1f s",
+                name,
+                f"failed ({health.last_error})" if error is not None else "ended by itself",
+                health.restarts,
+                wait,
+            )
+            await asyncio.sleep(wait)
+            delay = min(delay * 2, DRIVER_BACKOFF_MAX)
 
     # ---- the whole life ------------------------------------------------------------------
     def request_stop(self) -> None:

@@ -115,3 +115,18 @@ def test_wall_clock_flags_and_monotonic_time_are_kept(tmp_path: Path) -> None:
     (point,) = iter_trace(path)
     assert point.synced is False
     assert point.event.mono == 100.0 and point.event.wall == 1_577_836_800.0
+
+
+def test_bytes_that_are_not_utf8_spoil_only_their_line(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    good = b'{"t":"2026-11-10T09:00:00+01:00","s":"hall","k":"motion","v":1}\n'
+    bad = b'{"t":"2026-11-10T09:01:00+01:00","s":"hall","k":"mot\xffion","v":1}\n'
+    path.write_bytes(HEADER.model_dump_json().encode() + b"\n" + good + bad + good.replace(b"09:00", b"09:02"))
+    seen: list[TraceError] = []
+    assert [p.line for p in iter_trace(path, seen.append)] == [2, 4]
+    assert [e.line for e in seen] == [3] and "unknown kind" in str(seen[0])
+
+
+def test_a_missing_file_is_a_trace_error(tmp_path: Path) -> None:
+    with pytest.raises(TraceError, match="cannot open"):
+        read_header(tmp_path / "nope.jsonl")

@@ -120,8 +120,17 @@ def _parse_header(path: str, line: str) -> TraceHeader:
         raise TraceError(path, 1, f"header: {where}: {first['msg']}") from err
 
 
+def _open(path: Path) -> IO[str]:
+    # A byte that is not UTF-8 becomes U+FFFD: its line then fails to parse, or names a
+    # sensor nobody knows, and is reported as such instead of ending the whole file.
+    try:
+        return path.open("r", encoding="utf-8", errors="replace")
+    except OSError as err:
+        raise TraceError(str(path), 0, f"cannot open: {err.strerror}") from err
+
+
 def read_header(path: Path) -> TraceHeader:
-    with path.open("r", encoding="utf-8") as fh:
+    with _open(path) as fh:
         return _parse_header(str(path), fh.readline())
 
 
@@ -180,7 +189,7 @@ def iter_trace(path: Path, on_error: OnError | None = None) -> Iterator[TracePoi
     """
     handle = on_error or _raise
     spath = str(path)
-    with path.open("r", encoding="utf-8") as fh:
+    with _open(path) as fh:
         _parse_header(spath, fh.readline())
         last_mono = float("-inf")
         loads = json.loads
