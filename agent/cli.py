@@ -127,7 +127,7 @@ def replay_runtime(
     else:
         config = validate_config({"hub": {"id": "replay", "timezone": header.tz}}, "<defaults>")
         config = config.model_copy(update={"uplink": MemoryUplinkConfig(type="memory")})
-    replay = ReplayConfig(type="replay", path=trace, speed=speed)  # type: ignore[arg-type]
+    replay = ReplayConfig(type="replay", path=trace, speed=speed)
     config = config.model_copy(update={"drivers": [replay]})
     home = config.home if config.home.sensors else header.home
     if config.hub.timezone != header.tz:

@@ -44,7 +44,9 @@ class HubSection(Section):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as err:
-            raise ValueError(f"unknown time zone {value!r} (use a name like Europe/Amsterdam)") from err
+            raise ValueError(
+                f"unknown time zone {value!r} (use a name like Europe/Amsterdam)"
+            ) from err
         return value
 
 
@@ -190,10 +192,9 @@ def _input_path(loc: tuple[int | str, ...], data: Any) -> tuple[int | str, ...]:
     path: list[int | str] = []
     node = data
     for i, part in enumerate(loc):
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-            path.append(part)
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        in_dict = isinstance(node, dict) and part in node
+        in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        if in_dict or in_list:
             node = node[part]
             path.append(part)
         elif isinstance(node, dict) and i == len(loc) - 1:
@@ -248,7 +249,8 @@ def load_config(path: Path) -> Config:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
-        raise ConfigError(str(path), [Problem("", f"cannot read the file: {err.strerror}")]) from err
+        problem = Problem("", f"cannot read the file: {err.strerror}")
+        raise ConfigError(str(path), [problem]) from err
     except UnicodeDecodeError as err:
         raise ConfigError(str(path), [Problem("", "the file is not UTF-8 text")]) from err
     try:

@@ -11,6 +11,7 @@ forward (a timer task, or the replay driver through ``SimControl``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import random
@@ -179,10 +180,8 @@ class Runtime:
             delay = due - self.clock.monotonic()
             if delay > 0:
                 self._replan.clear()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._replan.wait(), timeout=min(delay, 30.0))
-                except TimeoutError:
-                    pass
                 continue
             self._advance(self.clock.monotonic())
 
@@ -297,10 +296,8 @@ class Runtime:
         """Run until stopped (live) or until the replay ends; then drain and stop."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
+            with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
                 loop.add_signal_handler(sig, self.request_stop)
-            except (NotImplementedError, RuntimeError):  # not the main thread
-                pass
         await self.uplink.start()
         if not self.replay:
             self._started_mono = self.clock.monotonic()
@@ -338,10 +335,8 @@ class Runtime:
             if self.store is not None:
                 self.store.close()
             for sig in (signal.SIGTERM, signal.SIGINT):
-                try:
+                with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(sig)
-                except (NotImplementedError, RuntimeError):
-                    pass
         if self._replay_error is not None:
             raise self._replay_error
         return self.stats

@@ -44,8 +44,8 @@ class EventStore:
         version = db.execute("PRAGMA user_version").fetchone()[0]
         if version == 0:
             db.execute(
-                "CREATE TABLE IF NOT EXISTS events ("
-                " wall REAL NOT NULL, sensor TEXT NOT NULL, kind TEXT NOT NULL, value REAL NOT NULL)"
+                "CREATE TABLE IF NOT EXISTS events (wall REAL NOT NULL,"
+                " sensor TEXT NOT NULL, kind TEXT NOT NULL, value REAL NOT NULL)"
             )
             db.execute("CREATE INDEX IF NOT EXISTS events_wall ON events(wall)")
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")

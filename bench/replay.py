@@ -37,7 +37,8 @@ def busy_year(days: int) -> Path:
         tmp = path.with_suffix(".tmp")
         write_trace(tmp, sim.header, sim.events)
         tmp.rename(path)
-        print(f"generated {path.name}: {len(sim.events):,} events in {time.perf_counter() - t0:.1f} s")
+        took = time.perf_counter() - t0
+        print(f"generated {path.name}: {len(sim.events):,} events in {took:.1f} s")
     return path
 
 

@@ -117,8 +117,7 @@ class Engine:
     def _recompute(self) -> None:
         nxt = INF
         for det in self.detectors:
-            if det.wake < nxt:
-                nxt = det.wake
+            nxt = min(nxt, det.wake)
         self.next_wakeup = nxt
 
     def on_event(self, event: SensorEvent) -> None:

@@ -4,8 +4,9 @@ The limit depends on the role of the last sensor that saw the person (in bed a l
 silence is sleep; in the bathroom it is not) and on whether it is day or night in the
 home's time zone. While the quiet lasts, the limit is the larger of the one where it
 began and the one of the hour now: a doze in the chair at 20:00 runs into the night
-limit, a night in bed does not fall under the shorter daytime limit at 07:00. The alert is urgent, says how long it has been quiet against which
-limit, and resolves itself as soon as the person is seen doing anything again.
+limit, a night in bed does not fall under the shorter daytime limit at 07:00. The alert
+is urgent, says how long it has been quiet against which limit, and resolves itself as
+soon as the person is seen doing anything again.
 """
 
 from __future__ import annotations

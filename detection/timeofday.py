@@ -23,7 +23,9 @@ def _at(day: datetime, t: time, tz: ZoneInfo) -> float:
     return datetime.combine(day.date(), t, tzinfo=tz).timestamp()
 
 
-def boundaries(start: float, tz: ZoneInfo, marks: tuple[time, ...], days: int = 4) -> Iterator[float]:
+def boundaries(
+    start: float, tz: ZoneInfo, marks: tuple[time, ...], days: int = 4
+) -> Iterator[float]:
     """Every moment after ``start`` (for ``days`` days) at which the local time is a mark."""
     d0 = datetime.fromtimestamp(start, tz=tz)
     found: list[float] = []

@@ -1,4 +1,4 @@
-"""Detection v1: the alert lifecycle, fixed-threshold inactivity by role and hour, the help button."""
+"""Detection v1: the alert lifecycle, inactivity by role and hour, the help button."""
 
 from __future__ import annotations
 

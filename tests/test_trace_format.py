@@ -41,7 +41,8 @@ def test_round_trip_keeps_every_field(tmp_path: Path) -> None:
     assert read_header(path).home == HEADER.home
     assert list(iter_events(path)) == events
     first = path.read_text().splitlines()[1]
-    assert json.loads(first) == {"t": "2026-09-21T16:13:20+02:00", "s": "hall", "k": "motion", "v": 1}
+    want = {"t": "2026-09-21T16:13:20+02:00", "s": "hall", "k": "motion", "v": 1}
+    assert json.loads(first) == want
 
 
 def test_labels_live_beside_the_trace(tmp_path: Path) -> None:
@@ -94,8 +95,15 @@ def test_a_malformed_line_is_reported_with_its_number(
         ("", "header is not JSON"),
         ('{"format": "csv"}', "not a trace"),
         ('{"format": "leefsamen-trace", "version": 9}', "version 9 is not supported"),
-        ('{"format": "leefsamen-trace", "version": 1, "tz": "Mars/Base", "home": {}}', "unknown time zone"),
-        ('{"format": "leefsamen-trace", "version": 1, "tz": "UTC", "home": {"sensors": {"x": {"room": "r", "role": "attic"}}}}', "home.sensors.x.role"),
+        (
+            '{"format": "leefsamen-trace", "version": 1, "tz": "Mars/Base", "home": {}}',
+            "unknown time zone",
+        ),
+        (
+            '{"format": "leefsamen-trace", "version": 1, "tz": "UTC",'
+            ' "home": {"sensors": {"x": {"room": "r", "role": "attic"}}}}',
+            "home.sensors.x.role",
+        ),
     ],
 )
 def test_a_bad_header_names_line_one(tmp_path: Path, first: str, message: str) -> None:
@@ -121,7 +129,8 @@ def test_bytes_that_are_not_utf8_spoil_only_their_line(tmp_path: Path) -> None:
     path = tmp_path / "t.jsonl"
     good = b'{"t":"2026-11-10T09:00:00+01:00","s":"hall","k":"motion","v":1}\n'
     bad = b'{"t":"2026-11-10T09:01:00+01:00","s":"hall","k":"mot\xffion","v":1}\n'
-    path.write_bytes(HEADER.model_dump_json().encode() + b"\n" + good + bad + good.replace(b"09:00", b"09:02"))
+    later = good.replace(b"09:00", b"09:02")
+    path.write_bytes(HEADER.model_dump_json().encode() + b"\n" + good + bad + later)
     seen: list[TraceError] = []
     assert [p.line for p in iter_trace(path, seen.append)] == [2, 4]
     assert [e.line for e in seen] == [3] and "unknown kind" in str(seen[0])

@@ -17,7 +17,8 @@ class ReplayConfig(DriverConfig):
         default="max", description='"max" as fast as possible, or N times real time'
     )
     on_malformed: Literal["skip", "stop"] = Field(
-        default="skip", description="a malformed line is reported; then skipped, or the replay stops"
+        default="skip",
+        description="a malformed line is reported; then skipped, or the replay stops",
     )
 
     @field_validator("speed")
