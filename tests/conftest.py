@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from agent.devtools.broker import Mosquitto, find_mosquitto
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -49,3 +51,22 @@ def _fail_on_bad_log_formatting() -> Iterator[None]:
     finally:
         root.removeHandler(handler)
         root.setLevel(old_level)
+
+
+@pytest.fixture
+def mosquitto() -> Iterator[Mosquitto]:
+    """A private Mosquitto broker on a free port, stopped after the test.
+
+    Skipped, with the reason, where the binary is absent (CI installs it).
+    """
+    if find_mosquitto() is None:
+        pytest.skip(
+            "mosquitto is not installed (looked in PATH and /usr/sbin); "
+            "install the 'mosquitto' package to run the broker tests"
+        )
+    broker = Mosquitto()
+    try:
+        broker.start()
+        yield broker
+    finally:
+        broker.close()
