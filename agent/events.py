@@ -29,8 +29,8 @@ availability     1 online, 0 offline (the device itself)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 
 class EventKind(StrEnum):
@@ -81,13 +81,13 @@ MEASUREMENT_KINDS: frozenset[EventKind] = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class SensorEvent:
+class SensorEvent(NamedTuple):
     """Something a sensor reported.
 
     ``wall`` is POSIX seconds from the wall clock (may jump, may be unsynchronised);
     ``mono`` is seconds from a monotonic clock (for durations). Drivers fill both from
-    the injected clock; the replay driver fills them from the trace.
+    the injected clock; the replay driver fills them from the trace. A named tuple:
+    immutable, and cheap to build on the hot path (a year of a busy home is 1.6 M).
     """
 
     sensor: str

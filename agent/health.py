@@ -12,6 +12,9 @@ from agent.homemap import HomeMap
 BATTERY_LOW_PERCENT = 15.0
 
 
+BATTERY_KINDS = frozenset({EventKind.BATTERY, EventKind.BATTERY_LOW})
+
+
 class SensorHealth:
     def __init__(self, home: HomeMap) -> None:
         self.home = home
@@ -21,6 +24,11 @@ class SensorHealth:
 
     def seen(self, event: SensorEvent) -> None:
         self.last_seen[event.sensor] = event.mono
+        if event.kind in BATTERY_KINDS:
+            self.battery(event)
+
+    def battery(self, event: SensorEvent) -> None:
+        """A battery report: keep the set of sensors whose battery is low up to date."""
         kind = event.kind
         if kind is EventKind.BATTERY:
             if event.value < BATTERY_LOW_PERCENT:

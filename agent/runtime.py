@@ -17,6 +17,7 @@ import math
 import random
 import shutil
 import signal
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from agent.clock import Clock, LiveClock, SimClock
 from agent.config import Config, DriverConfig
 from agent.errors import ConfigError, Problem
 from agent.events import SensorEvent
-from agent.health import SensorHealth
+from agent.health import BATTERY_KINDS, SensorHealth
 from agent.homemap import HomeMap
 from agent.messages import (
     AlertMessage,
@@ -48,6 +49,7 @@ log = logging.getLogger(__name__)
 
 DRIVER_BACKOFF_MIN = 1.0
 DRIVER_BACKOFF_MAX = 300.0
+DISK_CHECK_INTERVAL = 60.0
 DRIVER_STABLE_AFTER = 60.0  # seconds of running after which a failure backs off from the start
 
 
@@ -95,6 +97,7 @@ class Runtime:
         self.alert_hook = alert_hook
         self.stats = RunStats()
         self.health = SensorHealth(self.home)
+        self._last_seen = self.health.last_seen
         store = config.store
         self.store = (
             EventStore(store.path, store.keep_days, store.flush_interval)
@@ -107,33 +110,57 @@ class Runtime:
         self._replan = asyncio.Event()
         self._stopping = asyncio.Event()
         self._next_heartbeat = math.inf
+        self._due = math.inf  # no timer is due before this (it may be earlier than needed)
+        self._sim = self.clock if isinstance(self.clock, SimClock) else None
+        self._sensors = self.home.sensors
         self._started_mono = 0.0
+        self._disk_free = -1
+        self._disk_checked = -math.inf
         self._replay_error: BaseException | None = None
 
     # ---- the hot path ----------------------------------------------------------------
     def emit(self, event: SensorEvent) -> None:
-        """Every driver's events come through here, in the event loop's thread."""
-        if event.sensor not in self.home.sensors:
-            n = self.stats.unknown_sensors[event.sensor]
-            self.stats.unknown_sensors[event.sensor] = n + 1
-            if n == 0:
-                log.warning(
-                    "events from sensor %r are ignored: it is not in the home map", event.sensor
-                )
+        """Every live driver's events come through here, in the event loop's thread."""
+        if event.sensor not in self._sensors:
+            self._unknown(event)
             return
-        if not self.replay:
-            self._advance(event.mono)
+        self._advance(event.mono)
+        self._accept(event)
+
+    def step(self, event: SensorEvent, synced: bool) -> None:
+        """SimControl: the replay driver's event, at its own moment in simulated time."""
+        mono = event.mono
+        if mono >= self._due:
+            self._advance(mono)
+        assert self._sim is not None
+        self._sim.set(event.wall, mono, synced)
+        if event.sensor in self._sensors:
+            self._accept(event)
+        else:
+            self._unknown(event)
+
+    def _unknown(self, event: SensorEvent) -> None:
+        n = self.stats.unknown_sensors[event.sensor]
+        self.stats.unknown_sensors[event.sensor] = n + 1
+        if n == 0:
+            log.warning(
+                "events from sensor %r are ignored: it is not in the home map", event.sensor
+            )
+
+    def _accept(self, event: SensorEvent) -> None:
+        """A known sensor's event: the one path every event takes, kept short on purpose."""
         stats = self.stats
         stats.events += 1
-        if stats.first_wall is None:
-            stats.first_wall = event.wall
         stats.last_wall = event.wall
-        self.health.seen(event)
+        self._last_seen[event.sensor] = event.mono
+        if event.kind in BATTERY_KINDS:
+            self.health.battery(event)
         if self.store is not None:
             self.store.add(event)
-        before = self.engine.next_wakeup
-        self.engine.on_event(event)
-        if self.engine.next_wakeup < before:
+        engine = self.engine
+        engine.on_event(event)
+        if engine.next_wakeup < self._due:
+            self._due = engine.next_wakeup
             self._replan.set()
 
     def _on_alert(self, message: AlertMessage) -> None:
@@ -147,10 +174,11 @@ class Runtime:
     def _advance(self, mono: float) -> None:
         """Fire every timer due up to ``mono``, each at its own moment."""
         engine = self.engine
-        sim = self.clock if isinstance(self.clock, SimClock) else None
+        sim = self._sim
         while True:
             due = min(engine.next_wakeup, self._next_heartbeat)
             if due > mono:
+                self._due = due
                 break
             if sim is not None:
                 sim.advance_to(due)
@@ -165,13 +193,15 @@ class Runtime:
     # SimControl, for the replay driver
     def advance_to(self, mono: float) -> None:
         if math.isinf(self._next_heartbeat):
+            self.stats.first_wall = self.clock.wall()
             self._started_mono = self.clock.monotonic()
             self._next_heartbeat = self._started_mono
+            self._due = self._started_mono
         self._advance(mono)
 
     def set_clock(self, wall: float, mono: float, synced: bool) -> None:
-        assert isinstance(self.clock, SimClock)
-        self.clock.set(wall, mono, synced)
+        assert self._sim is not None
+        self._sim.set(wall, mono, synced)
 
     async def _timer_loop(self) -> None:
         """Live mode: sleep until the next timer, waking early when a new one is sooner."""
@@ -187,12 +217,18 @@ class Runtime:
 
     # ---- heartbeat -----------------------------------------------------------------------
     def _disk_free_mb(self) -> int:
+        """Free space where the hub writes; asked of the system at most once a minute."""
+        now = time.monotonic()  # real time, also in a replay: it is this machine's disk
+        if now - self._disk_checked < DISK_CHECK_INTERVAL:
+            return self._disk_free
         path = self.config.store.path
         where = path.parent if path is not None else Path.cwd()
         try:
-            return int(shutil.disk_usage(where).free // (1024 * 1024))
+            self._disk_free = int(shutil.disk_usage(where).free // (1024 * 1024))
         except OSError:
-            return -1
+            self._disk_free = -1
+        self._disk_checked = now
+        return self._disk_free
 
     def heartbeat_message(self) -> HeartbeatMessage:
         now_mono = self.clock.monotonic()
@@ -301,7 +337,9 @@ class Runtime:
         await self.uplink.start()
         if not self.replay:
             self._started_mono = self.clock.monotonic()
+            self.stats.first_wall = self.clock.wall()
             self._next_heartbeat = self._started_mono
+            self._due = self._started_mono
             self._tasks.append(asyncio.create_task(self._timer_loop(), name="timers"))
         drivers = [
             asyncio.create_task(self._supervise(cfg, i), name=f"driver-{i}")

@@ -17,7 +17,7 @@ from agent.homemap import Role
 from agent.messages import Severity
 from agent.units import format_duration
 from detection.activity import PERSON_KINDS, is_person_activity, role_after
-from detection.engine import INF, Detector, Engine
+from detection.engine import INF, Detector, Engine, OpenAlert
 from detection.timeofday import first_crossing, in_window
 
 _KEY = "quiet"
@@ -35,7 +35,23 @@ class FixedInactivity(Detector):
         self.role: Role | None = None
         self.room: str | None = None
         self.limit_s = 0.0
+        self.alert_open = False
+        self._deadline: float | None = None  # monotonic; None until it is worked out
         self._marks = (self.cfg.night_start, self.cfg.night_end)
+        table = self.cfg.thresholds
+        self._shortest = {
+            role: min(
+                table.get(role.value, table["default"]).day,
+                table.get(role.value, table["default"]).night,
+            )
+            for role in Role
+        }
+        self._shortest_default = min(table["default"].day, table["default"].night)
+        self._where = {
+            sid: (spec.role, spec.room)
+            for sid, spec in self.home.sensors.items()
+            if spec.role is not Role.WEARABLE
+        }
 
     def _limit(self, role: Role | None, wall: float) -> float:
         table = self.cfg.thresholds
@@ -47,12 +63,13 @@ class FixedInactivity(Detector):
     def on_event(self, event: SensorEvent) -> None:
         if not is_person_activity(event):
             return
-        spec = self.home.sensors[event.sensor]
-        if spec.role is not Role.WEARABLE:  # a pendant says nothing about where one is
-            self.role = role_after(spec.role, event)
-            self.room = spec.room
-        if self.engine.is_open(self, _KEY):
+        where = self._where.get(event.sensor)
+        if where is not None:  # a pendant says nothing about where one is
+            self.role = role_after(where[0], event)
+            self.room = where[1]
+        if self.alert_open:
             quiet = event.wall - self.last_wall
+            self.alert_open = False
             self.engine.resolve(
                 self,
                 _KEY,
@@ -62,21 +79,36 @@ class FixedInactivity(Detector):
             )
         self.last_wall = event.wall
         self.last_mono = event.mono
+        # Working out the deadline takes time-zone arithmetic; most quiet spells end long
+        # before the shortest limit, so wake up then and work it out only if still quiet.
+        self._deadline = None
         role = self.role
-        at_start = self._limit(role, event.wall)
+        self.wake = event.mono + (
+            self._shortest[role] if role is not None else self._shortest_default
+        )
+
+    def _work_out_deadline(self) -> float:
+        role = self.role
+        at_start = self._limit(role, self.last_wall)
 
         def limit_at(t: float) -> float:
             # Never less than the limit where the quiet began: someone who went to bed at
             # night is not overdue at 07:00 because the daytime limit for a nap is shorter.
             return max(at_start, self._limit(role, t))
 
-        deadline = first_crossing(event.wall, limit_at, self.clock.tz, self._marks)
+        deadline = first_crossing(self.last_wall, limit_at, self.clock.tz, self._marks)
         self.limit_s = limit_at(deadline)
-        self.wake = self.last_mono + (deadline - self.last_wall)
+        return self.last_mono + (deadline - self.last_wall)
 
     def on_wakeup(self, now: float) -> None:
+        if self._deadline is None:
+            self._deadline = self._work_out_deadline()
+        if now < self._deadline:
+            self.wake = self._deadline
+            return
         quiet = now - self.last_mono
         where = f"in {self.room}" if self.room else "in the home"
+        self.alert_open = True
         self.raise_alert(
             _KEY,
             "inactivity",
@@ -87,3 +119,7 @@ class FixedInactivity(Detector):
             f"the limit there at this time of day is {format_duration(self.limit_s)}.",
             {"quiet_min": round(quiet / 60), "limit_min": round(self.limit_s / 60)},
         )
+
+    def on_acknowledged(self, alert: OpenAlert) -> None:
+        self.alert_open = False
+        super().on_acknowledged(alert)

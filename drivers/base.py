@@ -42,6 +42,9 @@ class SimControl(Protocol):
     def set_clock(self, wall: float, mono: float, synced: bool) -> None:
         """Put the clock at the moment of the next event."""
 
+    def step(self, event: SensorEvent, synced: bool) -> None:
+        """Deliver ``event`` at its own moment: timers due before it fire first."""
+
 
 @dataclass
 class DriverHealth:

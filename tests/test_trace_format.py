@@ -139,3 +139,45 @@ def test_bytes_that_are_not_utf8_spoil_only_their_line(tmp_path: Path) -> None:
 def test_a_missing_file_is_a_trace_error(tmp_path: Path) -> None:
     with pytest.raises(TraceError, match="cannot open"):
         read_header(tmp_path / "nope.jsonl")
+
+
+def test_the_fast_time_reader_agrees_with_datetime() -> None:
+    """Every canonical time is read to the same float as ``datetime.timestamp()``."""
+    import random
+    from datetime import datetime, timedelta
+
+    from agent.traces.format import epoch_of, format_time
+
+    rng = random.Random(5)
+    for zone in ("Europe/Amsterdam", "America/St_Johns", "Asia/Kolkata", "UTC"):
+        tz = ZoneInfo(zone)
+        base = datetime(2026, 1, 1, tzinfo=tz).timestamp()
+        for _ in range(3000):
+            wall = base + rng.uniform(0, 366 * 86400)
+            wall = round(wall, rng.choice([0, 3, 6]))
+            text = format_time(wall, tz)
+            assert epoch_of(text) == datetime.fromisoformat(text).timestamp(), text
+    for text in ("2026-11-10T10:00:00.5+01:00", "2026-11-10T10:00:00.123456-03:30"):
+        assert epoch_of(text) == datetime.fromisoformat(text).timestamp()
+    assert epoch_of("2026-11-10T09:00:00Z") == epoch_of("2026-11-10T10:00:00+01:00")
+    assert timedelta(seconds=epoch_of("2026-03-29T03:00:00+02:00") - epoch_of(
+        "2026-03-29T01:59:59+01:00")) == timedelta(seconds=1)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-11-10T10:61:00+01:00",
+        "2026-11-10T10:00:60+01:00",
+        "2026-13-10T10:00:00+01:00",
+        "2026-11-10T25:00:00+01:00",
+        "2026-11-10T10: 5:00+01:00",
+        "2026-11-10T10:00:00",
+        "2026-11-10T10:00:00+01:0x",
+    ],
+)
+def test_the_fast_time_reader_refuses_what_datetime_refuses(text: str) -> None:
+    from agent.traces.format import epoch_of
+
+    with pytest.raises(ValueError):
+        epoch_of(text)

@@ -17,12 +17,12 @@ are for evaluation only and are never read by the replay driver or the detectors
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from math import isfinite
 from pathlib import Path
-from typing import IO, Any, Final, Literal
+from typing import IO, Any, Final, Literal, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -151,9 +151,7 @@ def parse_event(obj: Any) -> SensorEvent:
         raise ValueError(f"missing field {err.args[0]!r}") from None
     if type(t) is not str:
         raise ValueError('"t" must be an ISO 8601 time string')
-    dt = datetime.fromisoformat(t)
-    if dt.tzinfo is None:
-        raise ValueError(f'"t" {t!r} has no UTC offset')
+    wall = epoch_of(t)
     if type(sensor) is not str or not sensor:
         raise ValueError('"s" must be a sensor id')
     kind = _KINDS.get(kind_name)
@@ -165,20 +163,83 @@ def parse_event(obj: Any) -> SensorEvent:
     value = float(value)
     if not isfinite(value):
         raise ValueError(f'"v" must be a finite number, not {value!r}')
-    wall = dt.timestamp()
     mono = obj.get("m", wall)
     if type(mono) is not float and type(mono) is not int:
         raise ValueError('"m" must be a number')
     return SensorEvent(sensor, kind, value, wall, float(mono))
 
 
-@dataclass(slots=True)
-class TracePoint:
+class TracePoint(NamedTuple):
     """An event plus the line-level facts the replay driver needs."""
 
     event: SensorEvent
     synced: bool
     line: int
+
+
+# POSIX seconds of the start of each (local hour, UTC offset) seen: a year of a home has
+# fewer than 9,000, and most lines of a trace then need no date arithmetic at all.
+_HOUR_START: dict[str, int] = {}
+_TIME = r"(\d{4}-\d\d-\d\dT\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?([+-]\d\d:\d\d)"
+_TIME_RE = re.compile(_TIME + "$")
+
+# The canonical event line, as written by ``event_line``; any other shape (extra fields,
+# spaces, escapes, booleans, other time forms) is read by the JSON parser instead, with
+# the same result.
+_CANONICAL = re.compile(
+    r'\{"t":"' + _TIME + r'","s":"([^"\\]+)","k":"([a-z_]+)",'
+    r'"v":(-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?)\}\s*$'
+)
+
+# Built without the generated ``__new__`` of a named tuple: a C call instead of a Python one.
+_new_tuple = tuple.__new__
+
+
+def _iso_epoch(t: str) -> float:
+    dt = datetime.fromisoformat(t)
+    if dt.tzinfo is None:
+        raise ValueError(f'"t" {t!r} has no UTC offset')
+    return dt.timestamp()
+
+
+# microseconds in one unit of a fraction of 1 to 6 digits
+_FRACTION_SCALE = (0, 100_000, 10_000, 1_000, 100, 10, 1)
+
+
+def _hour_start(hour: str, offset: str) -> int:
+    start = int(_iso_epoch(f"{hour}:00:00{offset}"))  # checks the date, hour and offset
+    if len(_HOUR_START) > 100_000:
+        _HOUR_START.clear()
+    _HOUR_START[hour + offset] = start
+    return start
+
+
+def _epoch(hour: str, minute: str, second: str, frac: str | None, offset: str) -> float:
+    """Exactly ``datetime.timestamp()`` of the parts of a canonical time.
+
+    ``iter_trace`` has this inlined on its hot path; keep the two alike.
+    """
+    start = _HOUR_START.get(hour + offset) or _hour_start(hour, offset)
+    m = int(minute)
+    s = int(second)
+    if m > 59 or s > 59:
+        raise ValueError(f'"t" {hour}:{minute}:{second} is not a valid time')
+    if frac is None:
+        return float(start + m * 60 + s)
+    # the same integer microseconds and one division as datetime.timestamp()
+    return ((start + m * 60 + s) * 1_000_000 + int(frac) * _FRACTION_SCALE[len(frac)]) / 1_000_000
+
+
+def epoch_of(t: str) -> float:
+    """POSIX seconds of an ISO 8601 time with a UTC offset, exactly as ``datetime`` does it.
+
+    ``YYYY-MM-DDTHH:MM:SS[.f{1,6}]+HH:MM``, the form this format writes, is read through a
+    cache of hour starts; anything else goes through ``datetime.fromisoformat``.
+    """
+    m = _TIME_RE.match(t)
+    if m is None:
+        return _iso_epoch(t)
+    return _epoch(*m.groups())
 
 
 def iter_trace(path: Path, on_error: OnError | None = None) -> Iterator[TracePoint]:
@@ -189,16 +250,45 @@ def iter_trace(path: Path, on_error: OnError | None = None) -> Iterator[TracePoi
     """
     handle = on_error or _raise
     spath = str(path)
+    kinds = _KINDS
+    match = _CANONICAL.match
+    loads = json.loads
+    hour_start = _HOUR_START
+    scale = _FRACTION_SCALE
+    new = _new_tuple
     with _open(path) as fh:
         _parse_header(spath, fh.readline())
         last_mono = float("-inf")
-        loads = json.loads
         for lineno, line in enumerate(fh, start=2):
-            if not line.strip():
-                continue
+            synced = True
             try:
-                obj = loads(line)
-                event = parse_event(obj)
+                m = match(line)
+                if m is not None:
+                    hour, minute, second, frac, offset, sensor, kind_name, v = m.groups()
+                    kind = kinds.get(kind_name)
+                    if kind is None:
+                        raise ValueError(f"unknown kind {kind_name!r}")
+                    value = float(v)
+                    if not isfinite(value):
+                        raise ValueError(f'"v" must be a finite number, not {v}')
+                    # _epoch, inlined: this runs for every line of a trace
+                    start = hour_start.get(hour + offset) or _hour_start(hour, offset)
+                    mi = int(minute)
+                    se = int(second)
+                    if mi > 59 or se > 59:
+                        raise ValueError(f'"t" {hour}:{minute}:{second} is not a valid time')
+                    if frac is None:
+                        wall = float(start + mi * 60 + se)
+                    else:
+                        us = int(frac) * scale[len(frac)]
+                        wall = ((start + mi * 60 + se) * 1_000_000 + us) / 1_000_000
+                    event = new(SensorEvent, (sensor, kind, value, wall, wall))
+                else:
+                    if not line.strip():
+                        continue
+                    obj = loads(line)
+                    event = parse_event(obj)
+                    synced = obj.get("sync", True) is not False
             except (ValueError, TypeError) as err:  # JSONDecodeError is a ValueError
                 msg = err.msg if isinstance(err, json.JSONDecodeError) else str(err)
                 handle(TraceError(spath, lineno, msg))
@@ -207,7 +297,7 @@ def iter_trace(path: Path, on_error: OnError | None = None) -> Iterator[TracePoi
                 handle(TraceError(spath, lineno, "event is earlier than the line before it"))
                 continue
             last_mono = event.mono
-            yield TracePoint(event, obj.get("sync", True) is not False, lineno)
+            yield new(TracePoint, (event, synced, lineno))
 
 
 def iter_events(path: Path, on_error: OnError | None = None) -> Iterator[SensorEvent]:

@@ -1118,7 +1118,7 @@ def _local(t: float, tz: ZoneInfo) -> datetime:
     return datetime.fromtimestamp(round(t, 3), tz)
 
 
-def simulate(  # noqa: PLR0917 - the documented call is positional (CLI, bench)
+def simulate(
     days: int,
     seed: int,
     start: date,

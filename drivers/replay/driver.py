@@ -46,32 +46,36 @@ class ReplayDriver(Driver):
             raise RuntimeError("the replay driver needs a simulated clock (hub replay)")
         path = Path(self.cfg.path)
         header = read_header(path)
-        emit = self.ctx.emit
+        step = sim.step
         health = self.ctx.health
+        clock = self.ctx.clock
         speed = None if self.cfg.speed == "max" else float(self.cfg.speed)
-        n = 0
-        first = True
-        last_mono = 0.0
         loop = asyncio.get_running_loop()
-        for point in iter_trace(path, self._on_error):
-            ev = point.event
-            if first:
-                sim.set_clock(ev.wall, ev.mono, point.synced)
-                last_mono = ev.mono
-                first = False
-            if speed is not None:
-                await self._pace(last_mono, ev.mono, speed, loop)
-            sim.advance_to(ev.mono)
-            sim.set_clock(ev.wall, ev.mono, point.synced)
-            last_mono = ev.mono
-            emit(ev)
-            n += 1
-            if n % _YIELD_EVERY == 0:
-                health.events = n
-                await asyncio.sleep(0)
+        points = iter_trace(path, self._on_error)
+        first = next(points, None)
+        if first is None:
+            return
+        ev, synced, _line = first
+        sim.set_clock(ev.wall, ev.mono, synced)
+        sim.advance_to(ev.mono)  # simulated time starts here, with the first heartbeat
+        step(ev, synced)
+        n = 1
+        if speed is None:
+            for ev, synced, _line in points:
+                step(ev, synced)
+                n += 1
+                if not n % _YIELD_EVERY:
+                    health.events = n
+                    await asyncio.sleep(0)
+        else:
+            for ev, synced, _line in points:
+                await self._pace(clock.monotonic(), ev.mono, speed, loop)
+                step(ev, synced)
+                n += 1
         health.events = n
-        if header.end is not None and not first:
-            end_mono = last_mono + (header.end.timestamp() - self.ctx.clock.wall())
+        if header.end is not None:
+            last_mono = clock.monotonic()
+            end_mono = last_mono + (header.end.timestamp() - clock.wall())
             if speed is not None:
                 await self._pace(last_mono, end_mono, speed, loop)
             sim.advance_to(end_mono)
