@@ -56,7 +56,7 @@ from agent.traces.importing import (
     Imported,
     Warnings,
     activity_label,
-    build_header,
+    finish,
     kebab_case,
     localize,
     snake_case,
@@ -525,18 +525,14 @@ def import_casas(source: Path, tz: ZoneInfo, sensor_map: Path) -> Imported:
     home = HomeMap(
         sensors={m.trace_id: m.spec for m in sorted(sensors.values(), key=lambda m: m.trace_id)}
     )
-    messages = warn.result()
-    header = build_header(
+    return finish(
+        "casas",
         tz,
         home,
         events,
         builder.labels,
+        activations,
+        warn,
         source=smap.source or f"CASAS {source.name}, WSU smart home [{CITATION}]",
-        generator={
-            "importer": "casas",
-            "files": [source.name, sensor_map.name],
-            "activations": activations,
-            "warnings": len(messages),
-        },
+        files=[source.name, sensor_map.name],
     )
-    return Imported(header, events, builder.labels, activations, messages)

@@ -240,3 +240,33 @@ def split_lines(text: str) -> list[str]:
     if lines and lines[-1] == "":
         lines.pop()
     return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+def finish(
+    importer: str,
+    tz: ZoneInfo,
+    home: HomeMap,
+    events: list[SensorEvent],
+    labels: list[Label],
+    activations: int,
+    warn: Warnings,
+    *,
+    source: str,
+    files: Iterable[str],
+) -> Imported:
+    """The header and the result of an import, made alike by every importer."""
+    messages = warn.result()
+    header = build_header(
+        tz,
+        home,
+        events,
+        labels,
+        source=source,
+        generator={
+            "importer": importer,
+            "files": list(files),
+            "activations": activations,
+            "warnings": len(messages),
+        },
+    )
+    return Imported(header, events, labels, activations, messages)

@@ -43,7 +43,7 @@ from agent.traces.importing import (
     Interval,
     Warnings,
     activity_label,
-    build_header,
+    finish,
     interval_events,
     kebab_case,
     localize_span,
@@ -341,21 +341,9 @@ def build(
             for i, (sid, place) in sorted(specs.items(), key=lambda item: item[1][0])
         }
     )
-    messages = warn.result()
-    header = build_header(
-        tz,
-        home,
-        events,
-        labels,
-        source=source,
-        generator={
-            "importer": "kasteren",
-            "files": list(files),
-            "activations": len(intervals),
-            "warnings": len(messages),
-        },
+    return finish(
+        "kasteren", tz, home, events, labels, len(intervals), warn, source=source, files=files
     )
-    return Imported(header, events, labels, len(intervals), messages)
 
 
 def _check_footer(table: Table, source: str, warn: Warnings) -> None:

@@ -40,7 +40,7 @@ from agent.traces.importing import (
     Interval,
     Warnings,
     activity_label,
-    build_header,
+    finish,
     interval_events,
     kebab_case,
     localize_span,
@@ -270,21 +270,9 @@ def build(
     labels.sort(key=lambda label: label.start)
     events = interval_events(intervals)
     home = HomeMap(sensors=dict(sorted(specs.items())))
-    messages = warn.result()
-    header = build_header(
-        tz,
-        home,
-        events,
-        labels,
-        source=source,
-        generator={
-            "importer": "ordonez",
-            "files": list(files),
-            "activations": len(intervals),
-            "warnings": len(messages),
-        },
+    return finish(
+        "ordonez", tz, home, events, labels, len(intervals), warn, source=source, files=files
     )
-    return Imported(header, events, labels, len(intervals), messages)
 
 
 def _which(path: Path) -> str:
