@@ -13,13 +13,15 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from agent.devtools.broker import Mosquitto, Received, Subscriber, find_mosquitto
-from agent.traces.format import labels_path, write_labels, write_trace
+from agent.traces.format import Label, labels_path, write_labels, write_trace
 from agent.traces.simulate import parse_incident, simulate
+from agent.units import format_duration
 
 START = date(2026, 11, 2)
 TZ = ZoneInfo("Europe/Amsterdam")
@@ -40,6 +42,7 @@ class Centre:
         self.heartbeats = 0
         self.bytes = 0
         self.statuses: list[str] = []
+        self.raised: list[dict[str, Any]] = []
 
     def receive(self, msg: Received) -> None:
         with self.lock:
@@ -48,6 +51,8 @@ class Centre:
             body = json.loads(msg.payload)
             if kind == "alert":
                 self.alerts += 1
+                if body["state"] == "raised":
+                    self.raised.append(body)
                 print(
                     f"  {_when(body['at'])}  {body['severity'].upper():7} {body['kind']:12}"
                     f" {body['state']:9} {body.get('room') or '-':8} {body['summary']}",
@@ -121,5 +126,50 @@ def run_demo(
         f"(coalesced while the hub ran ahead of the broker), {centre.bytes:,} bytes "
         f"({per_day / 1024:.1f} KB a simulated day)"
     )
+    print("\ntruth:     what the simulation knows and the hub does not")
+    for line in judge(centre.raised, sim.labels):
+        print(f"  {line}")
     print(f"files:     {work}")
     return 0 if centre.alerts == sent else 1
+
+
+def judge(raised: list[dict[str, Any]], labels: list[Label]) -> list[str]:
+    """Each raised alert against the simulation's labels: an incident caught, or not."""
+    lines = []
+    incidents = [label for label in labels if label.type == "incident"]
+    caught: set[int] = set()
+    for body in raised:
+        at = datetime.fromisoformat(body["at"])
+        since = datetime.fromisoformat(body["since"])
+        hit = next(
+            (
+                i
+                for i, inc in enumerate(incidents)
+                if inc.start - timedelta(minutes=5) <= at
+                and body["kind"] in inc.expect
+                and i not in caught
+            ),
+            None,
+        )
+        if hit is not None:
+            caught.add(hit)
+            inc = incidents[hit]
+            delay = (at - inc.start).total_seconds()
+            lines.append(
+                f"{body['kind']} at {_when(body['at'])}: the {inc.label} of "
+                f"{inc.start:%a %d %b %H:%M}, detected after {format_duration(delay)}"
+            )
+            continue
+        during = [
+            label.label
+            for label in labels
+            if label.type == "activity"
+            and label.start <= at
+            and (label.end or label.start) >= since
+        ]
+        what = f" (the person was: {', '.join(sorted(set(during)))})" if during else ""
+        lines.append(f"{body['kind']} at {_when(body['at'])}: a false alarm{what}")
+    for i, inc in enumerate(incidents):
+        if i not in caught:
+            lines.append(f"the {inc.label} of {inc.start:%a %d %b %H:%M} was not detected")
+    return lines

@@ -234,3 +234,19 @@ def test_the_real_homes_replay_without_error(
     raised = {a.id for a in got if a.state.value == "raised"}
     resolved = {a.id for a in got if a.state.value == "resolved"}
     assert resolved <= raised
+
+
+def test_the_demo_runs_end_to_end(
+    mosquitto: Mosquitto, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``hub demo``: its own broker, a simulated home, alerts at the centre, the truth."""
+    from agent.demo import run_demo
+
+    del mosquitto  # only to skip where Mosquitto is absent; the demo starts its own
+    code = run_demo(days=3, seed=3, incidents=["help_button@d2T16:20"], workdir=tmp_path)
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "status: hub online" in out and "status: hub offline" in out
+    assert "help_button  raised" in out
+    assert "the help_button of Tue 03 Nov 16:20, detected after 0 min" in out
+    assert (tmp_path / "home.jsonl").is_file() and (tmp_path / "hub.toml").is_file()
