@@ -74,17 +74,9 @@ BUILTIN: dict[str, DriverSpec] = {
 }
 
 
-def _outside() -> dict[str, DriverSpec]:
-    found: dict[str, DriverSpec] = {}
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name in BUILTIN:
-            continue  # a built-in name cannot be taken over
-        found[ep.name] = DriverSpec(name=ep.name, config="", driver="")
-    return found
-
-
 def known() -> list[str]:
-    return sorted({*BUILTIN, *_outside()})
+    """Every driver name: built in, or offered by an installed package."""
+    return sorted({*BUILTIN, *(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))})
 
 
 def get(name: str) -> DriverSpec:
@@ -92,10 +84,11 @@ def get(name: str) -> DriverSpec:
     spec = BUILTIN.get(name)
     if spec is not None:
         return spec
-    for ep in entry_points(group=ENTRY_POINT_GROUP, name=name):
+    for ep in entry_points(group=ENTRY_POINT_GROUP, name=name):  # a built-in name stays ours
         loaded = ep.load()
-        if isinstance(loaded, DriverSpec):
-            return loaded
+        if not isinstance(loaded, DriverSpec):
+            raise TypeError(f"entry point {ep.value} of driver {name!r} is not a DriverSpec")
+        return loaded
     raise UnknownDriverError(name, known())
 
 

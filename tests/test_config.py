@@ -160,3 +160,62 @@ def test_every_builtin_driver_is_complete() -> None:
             {"hub": {"id": "h-1"}, **__import__("tomllib").loads(sample)}, str(spec.sample)
         )
         assert config.drivers and config.drivers[0].type == name
+
+
+def test_the_example_hub_configuration_is_valid() -> None:
+    from tests.conftest import ROOT
+
+    config = load_config(ROOT / "deploy" / "hub.example.toml")
+    assert config.hub.id == "h-0412"
+    assert isinstance(config.uplink, MqttUplinkConfig) and config.uplink.tls is not None
+    assert len(config.home.sensors) == 8
+    assert config.detection.inactivity.thresholds["bathroom"].night == 8 * 3600.0
+
+
+def test_an_outside_driver_is_found_through_its_entry_point(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A package that declares ``leefsamen_hub.drivers`` needs no change in the hub."""
+    import importlib
+    import sys
+
+    pkg = tmp_path / "acme_hub_driver.py"
+    pkg.write_text(
+        textwrap.dedent(
+            """
+            from typing import Literal
+            from agent.config import DriverConfig
+            from drivers.base import Driver
+            from drivers.registry import DriverSpec
+
+            class AcmeConfig(DriverConfig):
+                type: Literal["acme"] = "acme"
+                port: str
+
+            class AcmeDriver(Driver):
+                config_model = AcmeConfig
+                async def run(self) -> None:
+                    return None
+
+            SPEC = DriverSpec("acme", "acme_hub_driver:AcmeConfig", "acme_hub_driver:AcmeDriver")
+            """
+        )
+    )
+    dist = tmp_path / "acme_hub_driver-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-hub-driver\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(
+        "[leefsamen_hub.drivers]\nacme = acme_hub_driver:SPEC\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+    assert "acme" in registry.known()
+    config = validate_config(
+        {"hub": {"id": "h-1"}, "drivers": [{"type": "acme", "port": "/dev/ttyUSB0"}]}
+    )
+    assert type(config.drivers[0]).__name__ == "AcmeConfig"
+    assert registry.get("acme").load_driver().__name__ == "AcmeDriver"
+    with pytest.raises(ConfigError) as info:
+        validate_config({"hub": {"id": "h-1"}, "drivers": [{"type": "acme"}]})
+    assert [p.where for p in info.value.problems] == ["drivers[0].port"]
+    sys.modules.pop("acme_hub_driver", None)
