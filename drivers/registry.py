@@ -107,6 +107,8 @@ def validate_driver_section(
         model = get(name).load_config_model()
     except UnknownDriverError as err:
         return None, [Problem(_where((*where, "type")), str(err))]
+    except (ImportError, AttributeError, TypeError) as err:  # a broken outside driver
+        return None, [Problem(_where((*where, "type")), f"driver {name!r} cannot be loaded: {err}")]
     try:
         return model.model_validate(section), []
     except ValidationError as err:
