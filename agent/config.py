@@ -239,6 +239,8 @@ def validate_config(raw: dict[str, Any], source: str = "<config>") -> Config:
         problems.extend(found)
         if parsed is not None:
             drivers.append(parsed)
+    if len(drivers) > 1 and any(d.type == "replay" for d in drivers):
+        problems.append(Problem("drivers", "a replay driver cannot run beside live drivers"))
     if problems or config is None:
         raise ConfigError(source, problems)
     return config.model_copy(update={"drivers": drivers})

@@ -116,6 +116,17 @@ def test_broken_toml_and_unreadable_file_are_clear(tmp_path: Path) -> None:
         load_config(raw)
 
 
+def test_a_replay_cannot_run_beside_live_drivers() -> None:
+    with pytest.raises(ConfigError) as info:
+        validate_config(
+            {
+                "hub": {"id": "h-1"},
+                "drivers": [{"type": "replay", "path": "a.jsonl"}, {"type": "replay", "path": "b"}],
+            }
+        )
+    assert [p.where for p in info.value.problems] == ["drivers"]
+
+
 def test_validation_does_no_io(tmp_path: Path) -> None:
     # paths are taken as given: a trace that does not exist yet is not a config error
     config = validate_config(
