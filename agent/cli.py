@@ -8,7 +8,7 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -104,43 +104,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _run_runtime(runtime)
 
 
-def replay_runtime(
-    trace: Path,
-    config_path: Path | None,
-    speed: float | str = "max",
-    alert_hook: Callable[[AlertMessage], None] | None = None,
-) -> Runtime:
-    """A runtime that replays ``trace`` with the configuration at ``config_path``.
-
-    Without a configuration the hub is called "replay" and publishes to memory. The home
-    map comes from the configuration when it has one, else from the trace's header.
-    """
-    from agent.clock import SimClock
-    from agent.config import MemoryUplinkConfig, load_config, validate_config
-    from agent.runtime import Runtime
-    from agent.traces.format import read_header
-    from drivers.replay.config import ReplayConfig
-
-    header = read_header(trace)
-    if config_path is not None:
-        config = load_config(config_path)
-    else:
-        config = validate_config({"hub": {"id": "replay", "timezone": header.tz}}, "<defaults>")
-        config = config.model_copy(update={"uplink": MemoryUplinkConfig(type="memory")})
-    replay = ReplayConfig(type="replay", path=trace, speed=speed)
-    config = config.model_copy(update={"drivers": [replay]})
-    home = config.home if config.home.sensors else header.home
-    if config.hub.timezone != header.tz:
-        log.warning(
-            "the trace was recorded in %s; the configuration says %s: using the trace's",
-            header.tz,
-            config.hub.timezone,
-        )
-    return Runtime(config, clock=SimClock(header.zone), home=home, alert_hook=alert_hook)
-
-
 def cmd_replay(args: argparse.Namespace) -> int:
     from agent.messages import encode
+    from agent.replay import replay_runtime
 
     with contextlib.ExitStack() as stack:
         hook = None

@@ -68,7 +68,7 @@ class Centre:
 def run_demo(
     days: int = 14, seed: int = 7, incidents: list[str] | None = None, workdir: Path | None = None
 ) -> int:
-    from agent.cli import replay_runtime
+    from agent.replay import replay_runtime
 
     binary = find_mosquitto()
     if binary is None:

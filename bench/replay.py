@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from agent.cli import replay_runtime  # noqa: E402
+from agent.replay import replay_runtime  # noqa: E402
 from agent.traces.format import iter_trace, write_trace  # noqa: E402
 from agent.traces.simulate import simulate  # noqa: E402
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import replay_runtime
 from agent.messages import AlertMessage, encode
+from agent.replay import replay_runtime
 
 HERE = Path(__file__).parent / "traces"
 SCENARIOS = sorted(p.name for p in HERE.iterdir() if (p / "trace.jsonl").is_file())

@@ -12,12 +12,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from agent.cli import main, replay_runtime
+from agent.cli import main
 from agent.clock import LiveClock
 from agent.config import DriverConfig, validate_config
 from agent.devtools.broker import Mosquitto, Subscriber
 from agent.events import EventKind, SensorEvent
 from agent.messages import AlertMessage, encode
+from agent.replay import replay_runtime
 from agent.runtime import Runtime
 from agent.traces.format import write_trace
 from agent.traces.importing import save

@@ -17,9 +17,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from agent.cli import replay_runtime
 from agent.devtools.broker import Mosquitto, Received, Subscriber
 from agent.messages import AlertMessage, HeartbeatMessage, StatusMessage
+from agent.replay import replay_runtime
 from agent.traces.format import read_header, write_trace
 from agent.traces.importing import save
 from agent.traces.simulate import parse_incident, simulate
