@@ -81,7 +81,9 @@ class Mosquitto:
     that is not running yet. ``acl`` (the text of an ACL file, see ``ACL_OPEN``) and
     ``allow_anonymous`` may be changed while running (``set_acl``,
     ``set_allow_anonymous``): Mosquitto rereads its configuration on SIGHUP and keeps
-    the clients it still allows.
+    the clients it still allows. ``extra_conf`` is appended to the generated
+    configuration, after the last listener, so listener options in it (such as
+    ``use_identity_as_username true``) apply to the TLS listener when there is one.
     """
 
     def __init__(
@@ -94,6 +96,7 @@ class Mosquitto:
         acl: str | None = None,
         allow_anonymous: bool = True,
         start_timeout: float = 10.0,
+        extra_conf: str | None = None,
     ) -> None:
         found = binary or find_mosquitto()
         if found is None:
@@ -106,6 +109,7 @@ class Mosquitto:
         self.start_timeout = start_timeout
         self._acl = acl
         self._allow_anonymous = allow_anonymous
+        self._extra_conf = extra_conf
         self._dir = Path(tempfile.mkdtemp(prefix="mosquitto-"))
         self.conf_path = self._dir / "mosquitto.conf"
         self.log_path = self._dir / "mosquitto.log"
@@ -242,6 +246,8 @@ class Mosquitto:
                 f"require_certificate {'true' if self.tls.require_certificate else 'false'}",
                 "tls_version tlsv1.2",
             ]
+        if self._extra_conf:
+            lines += self._extra_conf.strip().splitlines()
         self.conf_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
     def _wait_listening(self, port: int, deadline: float) -> None:
