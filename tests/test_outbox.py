@@ -23,12 +23,14 @@ from agent.messages import (
 )
 from agent.outbox import Outbox, OutboxItem
 from agent.outbox.memory import MemoryOutbox
+from agent.outbox.sqlite import SqliteOutbox
 
 MakeOutbox = Callable[[int], Outbox]
 
 # name -> how to open an empty outbox of that kind with a bound, in a fresh directory
 BACKENDS: dict[str, Callable[[Path, int], Outbox]] = {
     "memory": lambda _dir, max_bytes: MemoryOutbox(max_bytes),
+    "sqlite": lambda directory, max_bytes: SqliteOutbox(directory / "outbox.db", max_bytes),
 }
 
 HUB = "h-0412"

@@ -15,14 +15,16 @@ then the oldest alerts) and counts what it dropped, so the next heartbeat can sa
 Only ``AlertMessage`` and ``HeartbeatMessage`` can enter: anything else is a
 ``TypeError`` (the privacy guard starts here; the uplink checks again).
 
-Backends: ``agent.outbox.memory.MemoryOutbox`` now; SQLite next. All of them pass the
-same test suite (``tests/test_outbox.py``).
+Backends: ``agent.outbox.memory.MemoryOutbox`` (lost at a restart) and
+``agent.outbox.sqlite.SqliteOutbox`` (durable); ``open_outbox`` picks one. All of them
+pass the same test suite (``tests/test_outbox.py``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final, Protocol
 
 from agent.messages import AlertMessage, AlertState, HeartbeatMessage, encode
@@ -114,6 +116,17 @@ def check_end(
     return acc, rej
 
 
+def open_outbox(path: Path | None, max_bytes: int) -> Outbox:
+    """The durable SQLite outbox at ``path``; an outbox in memory when there is no path."""
+    if path is None:
+        from agent.outbox.memory import MemoryOutbox
+
+        return MemoryOutbox(max_bytes)
+    from agent.outbox.sqlite import SqliteOutbox
+
+    return SqliteOutbox(path, max_bytes)
+
+
 __all__ = [
     "ALERT",
     "HEARTBEAT",
@@ -121,5 +134,6 @@ __all__ = [
     "OutboxItem",
     "Prepared",
     "check_end",
+    "open_outbox",
     "prepare",
 ]

@@ -1,0 +1,498 @@
+"""An outbox in a SQLite file: alerts survive Wi-Fi outages, restarts and power cuts.
+
+The rules are those of ``agent.outbox`` and ``MemoryOutbox``; this backend adds
+durability:
+
+- one transaction per ``add``; an alert is committed with ``synchronous=FULL`` in WAL
+  mode (one fsync of the WAL) before ``add`` returns. Heartbeats are committed with
+  ``synchronous=NORMAL``: a power cut may lose the newest one, and the next replaces it.
+- ``end`` deletes the accepted rows in one transaction, without an fsync of its own: if
+  a power cut undoes it, those alerts are sent again with their same alert ids.
+- which items are in flight is kept in memory only: after a restart every stored row
+  waits again, in id order. A row is deleted only after the broker acknowledged it.
+- the dropped count is kept in the ``meta`` table, so the first heartbeat after a
+  restart still reports it.
+- checkpoints run just before a heartbeat is written (and at close), so that both the
+  checkpoint's fsyncs and the fsync of a restarted WAL's header fall on heartbeats and
+  an alert costs one fsync. Only after thousands of alerts without any heartbeat is the
+  WAL checkpointed inside an alert add.
+
+The schema is versioned with ``PRAGMA user_version``; ``MIGRATIONS[n]`` turns version
+``n`` into ``n + 1``. A file SQLite cannot read is moved aside as
+``<name>.corrupt-<unix time>`` and an empty outbox started; a file from a newer agent
+is refused (``OutboxVersionError``), because a person must look at a downgrade.
+A full disk makes ``add`` raise ``OutboxFullError`` (a ``TransientError``): that message
+is not stored and the outbox is as before, so the caller logs it and keeps running (an
+alert can be added again later); everything stored stays, and ``take``/``end`` go on.
+
+Tables (version 1)::
+
+    items(id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT, payload BLOB,
+          created REAL, resolved INTEGER)   -- one row per waiting or in-flight item
+    meta(key TEXT PRIMARY KEY, value INTEGER) -- 'dropped'; 'opens', for diagnosis
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Final
+
+from agent.errors import HubError, TransientError
+from agent.messages import AlertMessage, HeartbeatMessage
+from agent.outbox import ALERT, HEARTBEAT, OutboxItem, check_end, prepare
+
+log = logging.getLogger(__name__)
+
+
+def _create_v1(db: sqlite3.Connection) -> None:
+    """Version 0 (an empty file) to 1: the items and the meta table."""
+    db.execute(
+        "CREATE TABLE items ("
+        " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+        " topic TEXT NOT NULL CHECK (topic IN ('alert', 'heartbeat')),"
+        " payload BLOB NOT NULL,"
+        " created REAL NOT NULL,"
+        " resolved INTEGER NOT NULL DEFAULT 0)"
+    )
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID")
+    db.execute("INSERT INTO meta (key, value) VALUES ('dropped', 0)")
+
+
+# version n -> the function that turns a version-n database into version n + 1
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
+    0: _create_v1,
+}
+SCHEMA_VERSION: Final = max(MIGRATIONS) + 1
+
+_CORRUPT_CODES: Final = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
+_CHECKPOINT_AFTER: Final = 64  # commits; checkpoint at the next heartbeat or end()
+_CHECKPOINT_FORCED: Final = 4096  # commits; checkpoint even inside an alert add
+_NEW: Final = 0  # the id of an item not yet inserted (SQLite starts at 1)
+_CHUNK: Final = 500  # ids per "IN (...)": under SQLite's limit on host parameters
+
+
+class OutboxVersionError(HubError):
+    """The outbox file was written by a newer agent; a person must decide what to do."""
+
+
+class OutboxWriteError(TransientError):
+    """The outbox could not write (the disk failed); nothing stored was lost, retry later."""
+
+
+class OutboxFullError(OutboxWriteError):
+    """The disk under the outbox is full: the message was not stored, the rest is intact."""
+
+
+class _NotAnOutbox(sqlite3.DatabaseError):
+    """A readable SQLite file that is not an outbox: treated like a corrupt one."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    """What the outbox keeps in memory about a stored item (its payload stays on disk)."""
+
+    id: int
+    topic: str
+    size: int
+    created: float
+    resolved: bool
+
+
+class SqliteOutbox:
+    """The durable outbox: the rules of ``MemoryOutbox``, with every item in a SQLite file."""
+
+    def __init__(self, path: Path, max_bytes: int) -> None:
+        if max_bytes <= 0:
+            raise ValueError("max_bytes must be positive")
+        self.path = path
+        self._max_bytes = max_bytes
+        self._alerts: dict[int, _Row] = {}  # waiting, in id order
+        self._heartbeat: _Row | None = None  # the one waiting heartbeat
+        self._in_flight: dict[int, _Row] = {}
+        self._bytes = 0  # payload bytes waiting or in flight
+        self._dropped = 0
+        self._unsynced_deletes: set[int] = set()  # gone from memory, their delete failed
+        self._dropped_unsaved = False  # the dropped count in meta is behind
+        self._commits = 0  # since the last checkpoint
+        self._sync = ""
+        self._closed = False
+        self._db = self._open()
+        self._load()
+
+    # -- the Outbox protocol -------------------------------------------------------------
+
+    def add(self, message: AlertMessage | HeartbeatMessage, now: float) -> int:
+        prepared = prepare(message)
+        self._check_open()
+        size = len(prepared.payload)
+        beat = prepared.topic == HEARTBEAT
+        replaced = self._heartbeat if beat else None
+        if beat and self._commits >= _CHECKPOINT_AFTER:
+            self._checkpoint()  # before the write, so the heartbeat restarts the WAL
+        row = _Row(_NEW, prepared.topic, size, now, prepared.resolved)
+        victims = self._victims(row)
+        self._set_sync("NORMAL" if beat else "FULL")
+        try:
+            with self._transaction():
+                cur = self._db.execute(
+                    "INSERT INTO items (topic, payload, created, resolved) VALUES (?, ?, ?, ?)",
+                    (prepared.topic, prepared.payload, now, int(prepared.resolved)),
+                )
+                assert cur.lastrowid is not None
+                row = _Row(cur.lastrowid, row.topic, size, now, row.resolved)
+                gone = [row.id if v.id == _NEW else v.id for v in victims]
+                if replaced is not None:
+                    gone.append(replaced.id)
+                self._delete(gone)
+                if victims or self._dropped_unsaved:
+                    self._save_dropped(len(victims))
+        except sqlite3.Error as err:
+            raise self._write_error(err, prepared.topic) from err
+        self._unsynced_deletes.clear()
+        self._dropped_unsaved = False
+        self._apply_add(row, replaced, victims)
+        if not beat and self._commits >= _CHECKPOINT_FORCED:
+            self._checkpoint()
+        return row.id
+
+    def take(self, limit: int) -> list[OutboxItem]:
+        self._check_open()
+        if limit <= 0:
+            return []
+        rows = list(islice(self._alerts.values(), limit))
+        if len(rows) < limit and self._heartbeat is not None:
+            rows.append(self._heartbeat)
+        payloads = self._payloads([r.id for r in rows])
+        batch = [OutboxItem(r.id, r.topic, payloads[r.id], r.created) for r in rows]
+        for r in rows:
+            if r.topic == HEARTBEAT:
+                self._heartbeat = None
+            else:
+                del self._alerts[r.id]
+            self._in_flight[r.id] = r
+        return batch
+
+    def end(self, accepted: Iterable[int], rejected: Iterable[int]) -> None:
+        self._check_open()
+        acc, rej = check_end(self._in_flight, accepted, rejected)
+        gone = [self._forget(self._in_flight.pop(i)) for i in acc]
+        back = sorted((self._in_flight.pop(i) for i in rej), key=lambda r: r.id)
+        alerts = [r for r in back if r.topic != HEARTBEAT]
+        for beat in (r for r in back if r.topic == HEARTBEAT):
+            if self._heartbeat is None or self._heartbeat.id < beat.id:
+                if self._heartbeat is not None:
+                    gone.append(self._forget(self._heartbeat))
+                self._heartbeat = beat
+            else:  # a newer heartbeat is waiting: the old one is coalesced away
+                gone.append(self._forget(beat))
+        if alerts:
+            self._alerts = _merge(alerts, self._alerts)
+        self._delete_now(gone)
+
+    def depth(self) -> int:
+        return len(self._alerts) + len(self._in_flight) + (self._heartbeat is not None)
+
+    def oldest(self) -> float | None:
+        candidates = [next(iter(self._alerts.values()), None), self._heartbeat]
+        if self._in_flight:
+            candidates.append(self._in_flight[min(self._in_flight)])
+        present = [r for r in candidates if r is not None]
+        return min(present, key=lambda r: r.id).created if present else None
+
+    def dropped(self) -> int:
+        return self._dropped
+
+    def close(self) -> None:
+        """Checkpoint and close the file; in-flight items wait again at the next open."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._checkpoint()
+        finally:
+            self._db.close()
+
+    # -- opening -------------------------------------------------------------------------
+
+    def _open(self) -> sqlite3.Connection:
+        """Open, migrate and check the file; move it aside when SQLite cannot read it."""
+        try:
+            return self._connect(move_aside=True)
+        except sqlite3.DatabaseError as err:
+            if not _is_corrupt(err):
+                raise
+            return self._connect(move_aside=False)  # a new, empty file
+
+    def _connect(self, move_aside: bool) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            migrate(db, self.path)  # first: a file that is refused is left as it was
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA wal_autocheckpoint=0")  # we checkpoint outside alert adds
+            db.execute("PRAGMA journal_size_limit=1048576")  # a grown WAL shrinks again
+            check = db.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                raise sqlite3.DatabaseError(f"quick_check: {check}")
+            db.execute("SELECT id, topic, payload, created, resolved FROM items LIMIT 0")
+        except BaseException as err:
+            try:
+                if move_aside and isinstance(err, sqlite3.DatabaseError) and _is_corrupt(err):
+                    # while still open: closing would delete the -wal that goes with it
+                    self._move_aside(err)
+            finally:
+                db.close()
+            raise
+        return db
+
+    def _move_aside(self, err: sqlite3.DatabaseError) -> None:
+        """Rename the unreadable file (with its -wal and -shm) for a person to look at."""
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
+        for suffix in ("", "-wal", "-shm"):
+            src = Path(f"{self.path}{suffix}")
+            if src.exists():
+                src.rename(Path(f"{aside}{suffix}"))
+        log.error(
+            "outbox %s is unreadable (%s): moved aside to %s, starting an empty one;"
+            " the messages waiting in it are not sent",
+            self.path,
+            err,
+            aside,
+        )
+
+    def _load(self) -> None:
+        """Read what is stored: everything waits; extra heartbeats and excess bytes go."""
+        self._dropped = int(
+            self._db.execute("SELECT value FROM meta WHERE key = 'dropped'").fetchone()[0]
+        )
+        stale: list[int] = []
+        for item_id, topic, size, created, resolved in self._db.execute(
+            "SELECT id, topic, length(payload), created, resolved FROM items ORDER BY id"
+        ):
+            row = _Row(item_id, topic, size, created, bool(resolved))
+            self._bytes += size
+            if topic == ALERT:
+                self._alerts[item_id] = row
+            else:
+                if self._heartbeat is not None:
+                    stale.append(self._forget(self._heartbeat))
+                self._heartbeat = row
+        victims = self._victims(None)
+        self._apply_add(None, None, victims)
+        # Always one synced write here: the first commit to a new WAL also syncs its header
+        # and the directory; done now, the first alert after a boot costs one fsync.
+        self._set_sync("FULL")
+        try:
+            with self._transaction():
+                self._delete([*stale, *(v.id for v in victims)])
+                self._save_dropped()
+                self._db.execute(  # a real change: SQLite skips writes that change nothing
+                    "INSERT INTO meta (key, value) VALUES ('opens', 1)"
+                    " ON CONFLICT (key) DO UPDATE SET value = value + 1"
+                )
+        except sqlite3.Error as err:  # the disk is full or failing: retried with the next add
+            self._unsynced_deletes.update([*stale, *(v.id for v in victims)])
+            self._dropped_unsaved = True
+            log.error("outbox %s could not be tidied at open (%s); will retry", self.path, err)
+
+    # -- the size bound ------------------------------------------------------------------
+
+    def _victims(self, new: _Row | None) -> list[_Row]:
+        """What must go so that ``new`` fits too, least important first.
+
+        The order is ``MemoryOutbox``'s: the waiting heartbeat (a new heartbeat replaces
+        the old one, then is the first to go), the oldest resolved alerts, the oldest
+        alerts, the new one counted among them. In-flight items are never chosen: when
+        they alone exceed the bound, the store stays over it until they are settled.
+        """
+        total = self._bytes + (new.size if new is not None else 0)
+        beat = self._heartbeat
+        if new is not None and new.topic == HEARTBEAT:
+            if beat is not None:
+                total -= beat.size  # replaced, not dropped
+            beat = new
+        if total <= self._max_bytes:
+            return []
+        alerts = list(self._alerts.values())
+        if new is not None and new.topic == ALERT:
+            alerts.append(new)
+        order = [beat] if beat is not None else []
+        order.extend(r for r in alerts if r.resolved)
+        order.extend(r for r in alerts if not r.resolved)
+        victims: list[_Row] = []
+        for victim in order:
+            if total <= self._max_bytes:
+                break
+            victims.append(victim)
+            total -= victim.size
+        return victims
+
+    def _apply_add(self, row: _Row | None, replaced: _Row | None, victims: list[_Row]) -> None:
+        """Mirror in memory a committed add (or a cleanup at open when ``row`` is None)."""
+        if replaced is not None:
+            self._forget(replaced)
+            self._heartbeat = None
+        if row is not None:
+            self._bytes += row.size
+            if row.topic == HEARTBEAT:
+                self._heartbeat = row
+            else:
+                self._alerts[row.id] = row
+        for victim in victims:
+            dead = row if victim.id == _NEW and row is not None else victim
+            if dead.topic == HEARTBEAT:
+                self._heartbeat = None
+            else:
+                del self._alerts[dead.id]
+            self._forget(dead)
+        self._dropped += len(victims)
+
+    # -- writing -------------------------------------------------------------------------
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self)
+
+    def _set_sync(self, level: str) -> None:
+        if self._sync != level:
+            self._db.execute(f"PRAGMA synchronous={level}")
+            self._sync = level
+
+    def _save_dropped(self, more: int = 0) -> None:
+        """Store the dropped count (plus ``more`` about to be dropped) in the transaction."""
+        self._db.execute("UPDATE meta SET value = ? WHERE key = 'dropped'", (self._dropped + more,))
+
+    def _delete(self, ids: Iterable[int]) -> None:
+        """Delete rows inside the current transaction, with any earlier failed deletes."""
+        todo = sorted({*ids, *self._unsynced_deletes})
+        for start in range(0, len(todo), _CHUNK):
+            chunk = todo[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            self._db.execute(f"DELETE FROM items WHERE id IN ({marks})", chunk)
+
+    def _delete_now(self, ids: list[int]) -> None:
+        """Delete settled rows in one transaction; on failure retry with the next write.
+
+        The broker already has them, so a failure is not the caller's problem: at worst a
+        restart sends them again, with their same alert ids.
+        """
+        if not ids and not self._unsynced_deletes:
+            return
+        self._set_sync("NORMAL")
+        try:
+            with self._transaction():
+                self._delete(ids)
+        except sqlite3.Error as err:
+            self._unsynced_deletes.update(ids)
+            log.error(
+                "outbox %s could not delete %d acknowledged items (%s); will retry",
+                self.path,
+                len(self._unsynced_deletes),
+                err,
+            )
+            return
+        self._unsynced_deletes.clear()
+
+    def _checkpoint(self) -> None:
+        """Copy the WAL into the database file; a failure only postpones it."""
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.Error as err:
+            log.warning("outbox %s checkpoint failed (%s); will retry", self.path, err)
+            return
+        self._commits = 0
+
+    def _write_error(self, err: sqlite3.Error, topic: str) -> OutboxWriteError:
+        """The error ``add`` raises when its transaction failed."""
+        if getattr(err, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+            log.error("outbox full on disk: %s could not store a %s (%s)", self.path, topic, err)
+            return OutboxFullError(f"outbox full on disk: {self.path} ({err})")
+        log.error("outbox %s could not store a %s (%s)", self.path, topic, err)
+        return OutboxWriteError(f"outbox write failed: {self.path} ({err})")
+
+    def _payloads(self, ids: list[int]) -> dict[int, bytes]:
+        found: dict[int, bytes] = {}
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            found.update(
+                self._db.execute(f"SELECT id, payload FROM items WHERE id IN ({marks})", chunk)
+            )
+        return found
+
+    def _forget(self, row: _Row) -> int:
+        self._bytes -= row.size
+        return row.id
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("the outbox is closed")
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``, or ``ROLLBACK`` when the body failed."""
+
+    def __init__(self, outbox: SqliteOutbox) -> None:
+        self._outbox = outbox
+
+    def __enter__(self) -> None:
+        self._outbox._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        db = self._outbox._db
+        if kind is None:
+            try:
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+            self._outbox._commits += 1
+        elif db.in_transaction:
+            db.execute("ROLLBACK")
+
+
+def migrate(db: sqlite3.Connection, path: Path) -> None:
+    """Bring ``db`` to ``SCHEMA_VERSION``, one transaction per step; refuse newer files."""
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    if version > SCHEMA_VERSION:
+        raise OutboxVersionError(
+            f"outbox {path} has schema version {version}, newer than this agent knows"
+            f" ({SCHEMA_VERSION}): was the agent downgraded? The file is left as it is;"
+            " move it away to start an empty outbox, or install the newer agent again"
+        )
+    if version == 0 and db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+        raise _NotAnOutbox("a SQLite file with tables but no outbox schema version")
+    while version < SCHEMA_VERSION:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            MIGRATIONS[version](db)
+            db.execute(f"PRAGMA user_version={version + 1}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        log.info("outbox %s migrated from schema version %d to %d", path, version, version + 1)
+        version += 1
+
+
+def _is_corrupt(err: sqlite3.DatabaseError) -> bool:
+    """SQLite cannot read the file (as opposed to: the disk is full or read-only)."""
+    return isinstance(err, _NotAnOutbox) or (
+        getattr(err, "sqlite_errorcode", None) in _CORRUPT_CODES
+        or str(err).startswith("quick_check:")
+    )
+
+
+def _merge(back: list[_Row], waiting: dict[int, _Row]) -> dict[int, _Row]:
+    """Waiting alerts with rejected ones put back, all in id order (both inputs are)."""
+    if not waiting or back[-1].id < next(iter(waiting)):
+        merged = {r.id: r for r in back}
+        merged.update(waiting)
+        return merged
+    return dict(sorted([*((r.id, r) for r in back), *waiting.items()]))
