@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from agent.errors import ConfigError, Problem
 from agent.homemap import HomeMap
@@ -79,7 +86,18 @@ class MemoryUplinkConfig(Section):
     type: Literal["memory"]
 
 
-UplinkConfig = Annotated[MqttUplinkConfig | MemoryUplinkConfig, Field(discriminator="type")]
+def _mqtt_by_default(value: Any) -> Any:
+    """An ``[uplink]`` table without ``type`` is the MQTT uplink, as the defaults say."""
+    if isinstance(value, dict) and "type" not in value:
+        return {**value, "type": "mqtt"}
+    return value
+
+
+UplinkConfig = Annotated[
+    MqttUplinkConfig | MemoryUplinkConfig,
+    Field(discriminator="type"),
+    BeforeValidator(_mqtt_by_default),
+]
 
 
 class OutboxConfig(Section):

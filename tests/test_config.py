@@ -105,6 +105,15 @@ def test_every_problem_is_listed_with_its_key_path(tmp_path: Path) -> None:
     assert "unknown key" in text
 
 
+def test_an_uplink_without_a_type_is_mqtt() -> None:
+    config = validate_config({"hub": {"id": "h-1"}, "uplink": {"host": "broker", "port": 8883}})
+    assert isinstance(config.uplink, MqttUplinkConfig) and config.uplink.port == 8883
+    with pytest.raises(ConfigError) as info:
+        validate_config({"hub": {"id": "h-1"}, "uplink": {"type": "pigeon"}})
+    assert [p.where for p in info.value.problems] == ["uplink"]
+    assert "'mqtt', 'memory'" in str(info.value)
+
+
 def test_broken_toml_and_unreadable_file_are_clear(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(write(tmp_path, "[hub\nid = 1"))
