@@ -32,6 +32,7 @@ from agent.devtools.broker import (
 from agent.messages import StatusMessage, encode
 from agent.outbox import OutboxItem
 from agent.outbox.memory import MemoryOutbox
+from agent.outbox.queue import Row
 from agent.uplink import (
     MemoryUplink,
     MqttUplink,
@@ -396,8 +397,10 @@ def test_only_outbound_models_are_published(mosquitto: Mosquitto) -> None:
 
         def take(self, limit: int) -> list[OutboxItem]:
             extra, self.extra = self.extra, []
-            for item in extra:
-                self._in_flight[item.id] = item
+            for item in extra:  # put in flight behind the queue's back
+                size = len(item.payload)
+                row = Row(item.id, item.topic, size, item.created, False, item.payload)
+                self._queue.in_flight[item.id] = row
             return extra + super().take(limit)
 
     async def main() -> None:

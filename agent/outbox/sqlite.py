@@ -1,7 +1,7 @@
 """An outbox in a SQLite file: alerts survive Wi-Fi outages, restarts and power cuts.
 
-The rules are those of ``agent.outbox`` and ``MemoryOutbox``; this backend adds
-durability:
+The rules are those of ``agent.outbox``, kept by the same queue as ``MemoryOutbox``
+(``agent.outbox.queue``), with the payloads in the file; this backend adds durability:
 
 - one transaction per ``add``; an alert is committed with ``synchronous=FULL`` in WAL
   mode (one fsync of the WAL) before ``add`` returns. Heartbeats are committed with
@@ -38,14 +38,13 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
 from typing import Final
 
 from agent.errors import HubError, TransientError
 from agent.messages import AlertMessage, HeartbeatMessage
-from agent.outbox import ALERT, HEARTBEAT, OutboxItem, check_end, prepare
+from agent.outbox import ALERT, HEARTBEAT, OutboxItem, prepare
+from agent.outbox.queue import NEW, Queue, Row
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +72,6 @@ SCHEMA_VERSION: Final = max(MIGRATIONS) + 1
 _CORRUPT_CODES: Final = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
 _CHECKPOINT_AFTER: Final = 64  # commits; checkpoint at the next heartbeat or end()
 _CHECKPOINT_FORCED: Final = 4096  # commits; checkpoint even inside an alert add
-_NEW: Final = 0  # the id of an item not yet inserted (SQLite starts at 1)
 _CHUNK: Final = 500  # ids per "IN (...)": under SQLite's limit on host parameters
 
 
@@ -93,30 +91,12 @@ class _NotAnOutbox(sqlite3.DatabaseError):
     """A readable SQLite file that is not an outbox: treated like a corrupt one."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Row:
-    """What the outbox keeps in memory about a stored item (its payload stays on disk)."""
-
-    id: int
-    topic: str
-    size: int
-    created: float
-    resolved: bool
-
-
 class SqliteOutbox:
     """The durable outbox: the rules of ``MemoryOutbox``, with every item in a SQLite file."""
 
     def __init__(self, path: Path, max_bytes: int) -> None:
-        if max_bytes <= 0:
-            raise ValueError("max_bytes must be positive")
+        self._queue = Queue(max_bytes)  # the rules; payloads stay in the file
         self.path = path
-        self._max_bytes = max_bytes
-        self._alerts: dict[int, _Row] = {}  # waiting, in id order
-        self._heartbeat: _Row | None = None  # the one waiting heartbeat
-        self._in_flight: dict[int, _Row] = {}
-        self._bytes = 0  # payload bytes waiting or in flight
-        self._dropped = 0
         self._unsynced_deletes: set[int] = set()  # gone from memory, their delete failed
         self._dropped_unsaved = False  # the dropped count in meta is behind
         self._commits = 0  # since the last checkpoint
@@ -132,11 +112,11 @@ class SqliteOutbox:
         self._check_open()
         size = len(prepared.payload)
         beat = prepared.topic == HEARTBEAT
-        replaced = self._heartbeat if beat else None
+        replaced = self._queue.heartbeat if beat else None
         if beat and self._commits >= _CHECKPOINT_AFTER:
             self._checkpoint()  # before the write, so the heartbeat restarts the WAL
-        row = _Row(_NEW, prepared.topic, size, now, prepared.resolved)
-        victims = self._victims(row)
+        row = Row(NEW, prepared.topic, size, now, prepared.resolved)
+        victims = self._queue.victims(row)
         self._set_sync("NORMAL" if beat else "FULL")
         try:
             with self._transaction():
@@ -145,8 +125,8 @@ class SqliteOutbox:
                     (prepared.topic, prepared.payload, now, int(prepared.resolved)),
                 )
                 assert cur.lastrowid is not None
-                row = _Row(cur.lastrowid, row.topic, size, now, row.resolved)
-                gone = [row.id if v.id == _NEW else v.id for v in victims]
+                row = Row(cur.lastrowid, row.topic, size, now, row.resolved)
+                gone = [row.id if v.id == NEW else v.id for v in victims]
                 if replaced is not None:
                     gone.append(replaced.id)
                 self._delete(gone)
@@ -156,57 +136,33 @@ class SqliteOutbox:
             raise self._write_error(err, prepared.topic) from err
         self._unsynced_deletes.clear()
         self._dropped_unsaved = False
-        self._apply_add(row, replaced, victims)
+        self._queue.apply_add(row, replaced, victims)
         if not beat and self._commits >= _CHECKPOINT_FORCED:
             self._checkpoint()
         return row.id
 
     def take(self, limit: int) -> list[OutboxItem]:
         self._check_open()
-        if limit <= 0:
-            return []
-        rows = list(islice(self._alerts.values(), limit))
-        if len(rows) < limit and self._heartbeat is not None:
-            rows.append(self._heartbeat)
-        payloads = self._payloads([r.id for r in rows])
-        batch = [OutboxItem(r.id, r.topic, payloads[r.id], r.created) for r in rows]
-        for r in rows:
-            if r.topic == HEARTBEAT:
-                self._heartbeat = None
-            else:
-                del self._alerts[r.id]
-            self._in_flight[r.id] = r
-        return batch
+        rows = self._queue.take(limit)
+        try:
+            payloads = self._payloads([r.id for r in rows])
+        except sqlite3.Error:
+            self._queue.settle([], [r.id for r in rows])  # they wait again, as before
+            raise
+        return [OutboxItem(r.id, r.topic, payloads[r.id], r.created) for r in rows]
 
     def end(self, accepted: Iterable[int], rejected: Iterable[int]) -> None:
         self._check_open()
-        acc, rej = check_end(self._in_flight, accepted, rejected)
-        gone = [self._forget(self._in_flight.pop(i)) for i in acc]
-        back = sorted((self._in_flight.pop(i) for i in rej), key=lambda r: r.id)
-        alerts = [r for r in back if r.topic != HEARTBEAT]
-        for beat in (r for r in back if r.topic == HEARTBEAT):
-            if self._heartbeat is None or self._heartbeat.id < beat.id:
-                if self._heartbeat is not None:
-                    gone.append(self._forget(self._heartbeat))
-                self._heartbeat = beat
-            else:  # a newer heartbeat is waiting: the old one is coalesced away
-                gone.append(self._forget(beat))
-        if alerts:
-            self._alerts = _merge(alerts, self._alerts)
-        self._delete_now(gone)
+        self._delete_now(self._queue.settle(accepted, rejected))
 
     def depth(self) -> int:
-        return len(self._alerts) + len(self._in_flight) + (self._heartbeat is not None)
+        return self._queue.depth()
 
     def oldest(self) -> float | None:
-        candidates = [next(iter(self._alerts.values()), None), self._heartbeat]
-        if self._in_flight:
-            candidates.append(self._in_flight[min(self._in_flight)])
-        present = [r for r in candidates if r is not None]
-        return min(present, key=lambda r: r.id).created if present else None
+        return self._queue.oldest()
 
     def dropped(self) -> int:
-        return self._dropped
+        return self._queue.dropped
 
     def close(self) -> None:
         """Checkpoint and close the file; in-flight items wait again at the next open."""
@@ -268,23 +224,24 @@ class SqliteOutbox:
 
     def _load(self) -> None:
         """Read what is stored: everything waits; extra heartbeats and excess bytes go."""
-        self._dropped = int(
+        queue = self._queue
+        queue.dropped = int(
             self._db.execute("SELECT value FROM meta WHERE key = 'dropped'").fetchone()[0]
         )
         stale: list[int] = []
         for item_id, topic, size, created, resolved in self._db.execute(
             "SELECT id, topic, length(payload), created, resolved FROM items ORDER BY id"
         ):
-            row = _Row(item_id, topic, size, created, bool(resolved))
-            self._bytes += size
+            row = Row(item_id, topic, size, created, bool(resolved))
+            queue.bytes += size
             if topic == ALERT:
-                self._alerts[item_id] = row
+                queue.alerts[item_id] = row
             else:
-                if self._heartbeat is not None:
-                    stale.append(self._forget(self._heartbeat))
-                self._heartbeat = row
-        victims = self._victims(None)
-        self._apply_add(None, None, victims)
+                if queue.heartbeat is not None:
+                    stale.append(queue.forget(queue.heartbeat))
+                queue.heartbeat = row
+        victims = queue.victims(None)
+        queue.apply_add(None, None, victims)
         # Always one synced write here: the first commit to a new WAL also syncs its header
         # and the directory; done now, the first alert after a boot costs one fsync.
         self._set_sync("FULL")
@@ -301,58 +258,6 @@ class SqliteOutbox:
             self._dropped_unsaved = True
             log.error("outbox %s could not be tidied at open (%s); will retry", self.path, err)
 
-    # -- the size bound ------------------------------------------------------------------
-
-    def _victims(self, new: _Row | None) -> list[_Row]:
-        """What must go so that ``new`` fits too, least important first.
-
-        The order is ``MemoryOutbox``'s: the waiting heartbeat (a new heartbeat replaces
-        the old one, then is the first to go), the oldest resolved alerts, the oldest
-        alerts, the new one counted among them. In-flight items are never chosen: when
-        they alone exceed the bound, the store stays over it until they are settled.
-        """
-        total = self._bytes + (new.size if new is not None else 0)
-        beat = self._heartbeat
-        if new is not None and new.topic == HEARTBEAT:
-            if beat is not None:
-                total -= beat.size  # replaced, not dropped
-            beat = new
-        if total <= self._max_bytes:
-            return []
-        alerts = list(self._alerts.values())
-        if new is not None and new.topic == ALERT:
-            alerts.append(new)
-        order = [beat] if beat is not None else []
-        order.extend(r for r in alerts if r.resolved)
-        order.extend(r for r in alerts if not r.resolved)
-        victims: list[_Row] = []
-        for victim in order:
-            if total <= self._max_bytes:
-                break
-            victims.append(victim)
-            total -= victim.size
-        return victims
-
-    def _apply_add(self, row: _Row | None, replaced: _Row | None, victims: list[_Row]) -> None:
-        """Mirror in memory a committed add (or a cleanup at open when ``row`` is None)."""
-        if replaced is not None:
-            self._forget(replaced)
-            self._heartbeat = None
-        if row is not None:
-            self._bytes += row.size
-            if row.topic == HEARTBEAT:
-                self._heartbeat = row
-            else:
-                self._alerts[row.id] = row
-        for victim in victims:
-            dead = row if victim.id == _NEW and row is not None else victim
-            if dead.topic == HEARTBEAT:
-                self._heartbeat = None
-            else:
-                del self._alerts[dead.id]
-            self._forget(dead)
-        self._dropped += len(victims)
-
     # -- writing -------------------------------------------------------------------------
 
     def _transaction(self) -> _Transaction:
@@ -365,7 +270,8 @@ class SqliteOutbox:
 
     def _save_dropped(self, more: int = 0) -> None:
         """Store the dropped count (plus ``more`` about to be dropped) in the transaction."""
-        self._db.execute("UPDATE meta SET value = ? WHERE key = 'dropped'", (self._dropped + more,))
+        dropped = self._queue.dropped + more
+        self._db.execute("UPDATE meta SET value = ? WHERE key = 'dropped'", (dropped,))
 
     def _delete(self, ids: Iterable[int]) -> None:
         """Delete rows inside the current transaction, with any earlier failed deletes."""
@@ -425,10 +331,6 @@ class SqliteOutbox:
             )
         return found
 
-    def _forget(self, row: _Row) -> int:
-        self._bytes -= row.size
-        return row.id
-
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError("the outbox is closed")
@@ -487,12 +389,3 @@ def _is_corrupt(err: sqlite3.DatabaseError) -> bool:
         getattr(err, "sqlite_errorcode", None) in _CORRUPT_CODES
         or str(err).startswith("quick_check:")
     )
-
-
-def _merge(back: list[_Row], waiting: dict[int, _Row]) -> dict[int, _Row]:
-    """Waiting alerts with rejected ones put back, all in id order (both inputs are)."""
-    if not waiting or back[-1].id < next(iter(waiting)):
-        merged = {r.id: r for r in back}
-        merged.update(waiting)
-        return merged
-    return dict(sorted([*((r.id, r) for r in back), *waiting.items()]))
