@@ -95,8 +95,3 @@ class SensorEvent(NamedTuple):
     value: float
     wall: float
     mono: float
-
-    @property
-    def is_activity(self) -> bool:
-        """True when this event says the person did something (a rising state change)."""
-        return self.kind in ACTIVITY_KINDS

@@ -11,21 +11,20 @@ from agent.homemap import HomeMap
 
 BATTERY_LOW_PERCENT = 15.0
 
-
 BATTERY_KINDS = frozenset({EventKind.BATTERY, EventKind.BATTERY_LOW})
 
 
 class SensorHealth:
+    """Last heard from and battery state, per sensor of the home map.
+
+    The runtime writes ``last_seen`` itself on its hot path and calls ``battery`` for the
+    events of ``BATTERY_KINDS``.
+    """
+
     def __init__(self, home: HomeMap) -> None:
         self.home = home
-        self.last_seen: dict[str, float] = {}
+        self.last_seen: dict[str, float] = {}  # sensor -> monotonic time of its last event
         self.battery_low: set[str] = set()
-        self.unknown: dict[str, int] = {}
-
-    def seen(self, event: SensorEvent) -> None:
-        self.last_seen[event.sensor] = event.mono
-        if event.kind in BATTERY_KINDS:
-            self.battery(event)
 
     def battery(self, event: SensorEvent) -> None:
         """A battery report: keep the set of sensors whose battery is low up to date."""

@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-from agent.events import EventKind, SensorEvent
+from agent.events import ACTIVITY_KINDS, EventKind, SensorEvent
 from agent.homemap import Role
+
+#: every kind that can be a person's doing
+PERSON_KINDS = ACTIVITY_KINDS
 
 # Both edges of these are a person's doing: opening and closing a door, sitting down and
 # getting up. For the rest only the rising edge is: a motion sensor clearing, or a toaster
 # switching itself off, says nothing about the person.
 _BOTH_EDGES = frozenset({EventKind.CONTACT, EventKind.PRESSURE})
-_RISING = frozenset(
-    {
-        EventKind.MOTION,
-        EventKind.PRESENCE,
-        EventKind.APPLIANCE,
-        EventKind.FLUSH,
-        EventKind.BUTTON,
-        EventKind.VIBRATION,
-    }
-)
-
-#: every kind that can be a person's doing
-PERSON_KINDS = _BOTH_EDGES | _RISING
+_RISING = ACTIVITY_KINDS - _BOTH_EDGES
 
 
 def is_person_activity(event: SensorEvent) -> bool:
