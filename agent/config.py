@@ -12,7 +12,6 @@ theirs: the result is the same single ``Config`` with typed driver sections.
 from __future__ import annotations
 
 import tomllib
-from datetime import time
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -26,10 +25,11 @@ from pydantic import (
     field_validator,
 )
 
+from agent.detectconfig import DetectionConfig
 from agent.errors import ConfigError, Problem
 from agent.homemap import HomeMap
 from agent.messages import HubId, Mode
-from agent.units import Duration, TimeOfDay
+from agent.units import Duration
 
 
 class Section(BaseModel):
@@ -108,59 +108,6 @@ class OutboxConfig(Section):
 
 class HeartbeatConfig(Section):
     interval: Duration = Field(default=900.0, gt=0)
-
-
-class DayNight(Section):
-    day: Duration
-    night: Duration
-
-
-def _default_thresholds() -> dict[str, DayNight]:
-    h = 3600.0
-    return {
-        "default": DayNight(day=4 * h, night=10 * h),
-        "bed": DayNight(day=6 * h, night=14 * h),
-        "bedroom": DayNight(day=5 * h, night=14 * h),
-        "seat": DayNight(day=5 * h, night=10 * h),
-        "bathroom": DayNight(day=3 * h, night=8 * h),
-        "toilet": DayNight(day=3 * h, night=8 * h),
-        "front_door": DayNight(day=12 * h, night=12 * h),
-        "outside_door": DayNight(day=12 * h, night=12 * h),
-    }
-
-
-class InactivityConfig(Section):
-    """Fixed thresholds by the role of the last sensor that saw the person."""
-
-    enabled: bool = True
-    night_start: TimeOfDay = time(22, 0)
-    night_end: TimeOfDay = time(7, 0)
-    thresholds: dict[str, DayNight] = Field(default_factory=_default_thresholds)
-
-    @field_validator("thresholds")
-    @classmethod
-    def _has_default(cls, value: dict[str, DayNight]) -> dict[str, DayNight]:
-        from agent.homemap import Role
-
-        known = {r.value for r in Role} | {"default"}
-        unknown = sorted(set(value) - known)
-        if unknown:
-            raise ValueError(f"unknown role(s) {unknown}; known: {sorted(known)}")
-        merged = _default_thresholds()
-        merged.update(value)
-        return merged
-
-
-class HelpButtonConfig(Section):
-    enabled: bool = True
-    resolve_after: Duration | None = Field(
-        default=None, description="resolve by itself after this long; none waits for an ack"
-    )
-
-
-class DetectionConfig(Section):
-    inactivity: InactivityConfig = Field(default_factory=InactivityConfig)
-    help_button: HelpButtonConfig = Field(default_factory=HelpButtonConfig)
 
 
 class StoreConfig(Section):

@@ -24,6 +24,7 @@ class Severity(StrEnum):
     WARNING = "warning"
     MAINTENANCE = "maintenance"
     TREND = "trend"
+    INFO = "info"
 
 
 class AlertState(StrEnum):

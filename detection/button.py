@@ -7,7 +7,7 @@ update it with their count. It stays open until the centre acknowledges it, or, 
 
 from __future__ import annotations
 
-from agent.config import HelpButtonConfig
+from agent.detectconfig import HelpButtonConfig
 from agent.events import EventKind, SensorEvent
 from agent.messages import Severity
 from detection.engine import INF, Detector, Engine

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import ClassVar
 
 from agent.clock import Clock
-from agent.config import DetectionConfig
+from agent.detectconfig import DetectionConfig
 from agent.events import EventKind, SensorEvent
 from agent.homemap import HomeMap
 from agent.messages import AlertMessage, AlertState, Severity

@@ -11,7 +11,7 @@ soon as the person is seen doing anything again.
 
 from __future__ import annotations
 
-from agent.config import InactivityConfig
+from agent.detectconfig import InactivityConfig
 from agent.events import SensorEvent
 from agent.homemap import Role
 from agent.messages import Severity

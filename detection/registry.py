@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent.config import DetectionConfig
+from agent.detectconfig import DetectionConfig
 from detection.button import HelpButton
 from detection.engine import Detector
 from detection.inactivity import FixedInactivity

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from agent.clock import SimClock
-from agent.config import DetectionConfig, HelpButtonConfig
+from agent.detectconfig import DetectionConfig, HelpButtonConfig
 from agent.events import EventKind, SensorEvent
 from agent.homemap import HomeMap, Role, SensorSpec
 from agent.messages import AlertMessage, AlertState, Severity

@@ -305,9 +305,7 @@ def _layout(body: Sequence[str], known: Container[str]) -> tuple[int, int, int |
 
     def score(sensor: str, value: str) -> int:
         return (
-            2 * (sensor.upper() in known)
-            + is_value_word(value)
-            + bool(_SENSOR_SHAPE.match(sensor))
+            2 * (sensor.upper() in known) + is_value_word(value) + bool(_SENSOR_SHAPE.match(sensor))
         )
 
     best: tuple[int, tuple[int, int, int | None]] = (score(body[0], body[1]), (0, 1, None))

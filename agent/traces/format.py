@@ -331,9 +331,7 @@ def header_line(header: TraceHeader) -> str:
     return header.model_dump_json(exclude_none=True)
 
 
-def write_trace(
-    out: Path | IO[str], header: TraceHeader, events: Iterable[SensorEvent]
-) -> int:
+def write_trace(out: Path | IO[str], header: TraceHeader, events: Iterable[SensorEvent]) -> int:
     """Write a whole trace; returns the number of events written."""
     if isinstance(out, Path):
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -185,9 +185,7 @@ class Table:
     footer: int | None
 
 
-def parse_table(
-    lines: Sequence[str], source: str, warn: Warnings, *, with_value: bool
-) -> Table:
+def parse_table(lines: Sequence[str], source: str, warn: Warnings, *, with_value: bool) -> Table:
     """Header id list, data rows and footer of a sense (``with_value``) or act file."""
     names = parse_id_list(lines, _SENSOR_ID if with_value else _ACTIVITY_ID)
     rows: list[Row] = []
@@ -348,9 +346,7 @@ def build(
 
 def _check_footer(table: Table, source: str, warn: Warnings) -> None:
     if table.footer is not None and table.footer != table.data_lines:
-        warn.note(
-            f"{source}: the footer says {table.footer} rows, the file has {table.data_lines}"
-        )
+        warn.note(f"{source}: the footer says {table.footer} rows, the file has {table.data_lines}")
 
 
 def find_files(sources: Sequence[Path]) -> tuple[Path, Path | None]:
