@@ -104,7 +104,14 @@ class Runtime:
             if store.path is not None
             else None
         )
-        self.engine = Engine(config.hub.id, self.clock, self.home, config.detection, self._on_alert)
+        self.engine = Engine(
+            config.hub.id,
+            self.clock,
+            self.home,
+            config.detection,
+            self._on_alert,
+            mode=config.hub.mode,
+        )
         self.driver_health: dict[str, DriverHealth] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._replan = asyncio.Event()
@@ -242,7 +249,7 @@ class Runtime:
             version=__version__,
             uptime_s=max(0, int(now_mono - self._started_mono)),
             clock_synced=self.clock.wall_synced(),
-            mode=self.config.hub.mode,
+            mode=self.engine.mode,
             sensors=SensorCounts(
                 ok=len(self.home.sensors) - len(set(silent) | set(low)),
                 silent=silent[:64],
@@ -290,6 +297,7 @@ class Runtime:
             try:
                 driver = self._make_driver(cfg, health)
                 health.state = "running"
+                self.engine.driver_state(name, up=True)
                 await driver.run()
             except asyncio.CancelledError:
                 health.state = "stopped"
@@ -312,6 +320,7 @@ class Runtime:
             if loop.time() - started > DRIVER_STABLE_AFTER:
                 delay = DRIVER_BACKOFF_MIN  # it ran well for a while: start backing off anew
             health.state = "retrying"
+            self.engine.driver_state(name, up=False)
             health.restarts += 1
             wait = random.uniform(0, delay)  # full jitter: a fleet does not retry in step
             log.warning(

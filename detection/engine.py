@@ -22,7 +22,7 @@ from agent.clock import Clock
 from agent.detectconfig import DetectionConfig
 from agent.events import EventKind, SensorEvent
 from agent.homemap import HomeMap
-from agent.messages import AlertMessage, AlertState, Severity
+from agent.messages import AlertMessage, AlertState, Mode, Severity
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,12 @@ class Detector(ABC):
         """The centre acknowledged one of this detector's alerts; by default it resolves."""
         self.engine.resolve(self, alert.key, "Acknowledged by the centre.")
 
+    def on_mode(self, mode: Mode) -> None:  # noqa: B027 - most detectors ignore the mode
+        """The home was set to ``mode`` (normal, away, holiday); ``engine.mode`` has it."""
+
+    def on_driver(self, name: str, up: bool) -> None:  # noqa: B027 - most ignore drivers
+        """Driver ``name`` came up or went down; ``engine.drivers_down`` has them all."""
+
     # helpers for subclasses
     def raise_alert(
         self,
@@ -93,6 +99,7 @@ class Engine:
         sink: AlertSink,
         seq_start: int = 1,
         detectors: Iterable[type[Detector]] | None = None,
+        mode: Mode = Mode.NORMAL,
     ) -> None:
         self.hub_id = hub_id
         self.clock = clock
@@ -101,6 +108,9 @@ class Engine:
         self.sink = sink
         self.seq = seq_start
         self.open: dict[tuple[str, str], OpenAlert] = {}
+        self.mode = mode
+        #: names of drivers that are down now, with the monotonic time they went down
+        self.drivers_down: dict[str, float] = {}
         self._ids: set[str] = set()
         if detectors is None:
             from detection.registry import enabled_detectors
@@ -136,6 +146,27 @@ class Engine:
             if det.wake <= now:
                 det.wake = INF
                 det.on_wakeup(now)
+        self._recompute()
+
+    def set_mode(self, mode: Mode) -> None:
+        """The home was set to normal, away or holiday (a command from the centre)."""
+        if mode is self.mode:
+            return
+        self.mode = mode
+        for det in self.detectors:
+            det.on_mode(mode)
+        self._recompute()
+
+    def driver_state(self, name: str, up: bool) -> None:
+        """The runtime reports a driver going down or coming back."""
+        if up == (name not in self.drivers_down):
+            return
+        if up:
+            del self.drivers_down[name]
+        else:
+            self.drivers_down[name] = self.clock.monotonic()
+        for det in self.detectors:
+            det.on_driver(name, up)
         self._recompute()
 
     # ---- the alert lifecycle ---------------------------------------------------------
