@@ -201,6 +201,34 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(days=args.days, seed=args.seed, incidents=args.incident, workdir=args.workdir)
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from agent.config import load_config
+    from agent.detectconfig import DetectionConfig
+    from agent.evaluate import evaluate_home, format_table
+
+    detection = DetectionConfig()
+    if args.config is not None:
+        try:
+            detection = load_config(args.config).detection
+        except ConfigError as err:
+            print(err, file=sys.stderr)
+            return EXIT_BAD_INPUT
+    results = []
+    for trace in args.traces:
+        try:
+            results.append(evaluate_home(trace, detection, learn_days=args.learn_days))
+        except (TraceError, ValueError) as err:
+            print(f"{trace}: {err}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+    if args.json:
+        print(json.dumps([r.to_json() for r in results], indent=2))
+    else:
+        print(format_table(results))
+    return EXIT_OK
+
+
 # ---- the parser --------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -254,6 +282,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-o", "--output", type=Path, required=True)
     p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser(
+        "evaluate", help="time to detect an emergency and false alarms, on recorded homes"
+    )
+    p.add_argument("traces", type=Path, nargs="+", metavar="TRACE")
+    p.add_argument("--config", type=Path, help="a hub configuration whose [detection] to use")
+    p.add_argument("--learn-days", type=int, default=7)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("demo", help="a simulated fortnight with an incident, through a broker")
     p.add_argument("--days", type=int, default=14)

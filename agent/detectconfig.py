@@ -57,7 +57,9 @@ class RoutineConfig(Section):
     half_life_days: float = Field(
         default=28.0, gt=0, description="an observation this old counts half: old habits fade"
     )
-    save_interval: Duration = Field(default=3600.0, gt=0)
+    save_interval: Duration = Field(
+        default=12 * H, gt=0, description="how often the file is rewritten (SD card wear)"
+    )
 
 
 class InactivityConfig(Section):
@@ -72,15 +74,20 @@ class InactivityConfig(Section):
     night_end: TimeOfDay = time(7, 0)
     thresholds: dict[str, DayNight] = Field(default_factory=_default_thresholds)
     learned: bool = Field(default=True, description="use the learned routine once it exists")
+    method: Literal["start", "now", "both"] = Field(
+        default="start",
+        description="compare with spells that began at this time, or with the quiet seen so "
+        "far at the time it is now, or the later of the two",
+    )
     window: Duration = Field(
-        default=1.5 * H, description="quiet spells that began this close in time of day compare"
+        default=1.0 * H, description="quiet spells that began this close in time of day compare"
     )
     margin: float = Field(
         default=1.25, ge=1.0, description="the limit is this times the longest comparable spell"
     )
     pad: Duration = Field(default=45 * M, ge=0, description="plus this much")
     min_samples: int = Field(default=4, ge=1, description="fewer comparable spells: pool wider")
-    floor: Duration = Field(default=1.0 * H, gt=0, description="a learned limit is never shorter")
+    floor: Duration = Field(default=2.0 * H, gt=0, description="a learned limit is never shorter")
     ceiling: Duration = Field(default=16.0 * H, gt=0, description="nor longer")
 
     @field_validator("thresholds")
@@ -145,14 +152,25 @@ _URGENT_KINDS: tuple[UrgentKind, ...] = ("fall", "smoke", "water_leak")
 
 
 class EmergencyConfig(Section):
-    """Events that are urgent at once: a fall (radar, pendant), smoke, a water leak."""
+    """Events that are urgent at once: a fall (radar, pendant), smoke, a water leak.
+
+    Smoke and a leak resolve when their sensor clears; a fall when the person is seen
+    moving again (see ``detection.emergency``).
+    """
 
     enabled: bool = True
-    kinds: list[UrgentKind] = Field(default_factory=lambda: list(_URGENT_KINDS))
+    kinds: list[UrgentKind] = Field(
+        default_factory=lambda: list(_URGENT_KINDS),
+        description="the event kinds that raise an urgent alert; others are ignored",
+    )
 
 
 class IntrusionConfig(Section):
-    """An outside door or window opened while the home is set to away or holiday."""
+    """An outside door or window opened while the home is set to away or holiday.
+
+    Only sensors with the role front_door, outside_door or window count; in normal mode
+    the rule never fires.
+    """
 
     enabled: bool = True
     exit_delay: Duration = Field(
@@ -166,13 +184,28 @@ class TemperatureConfig(Section):
     enabled: bool = True
     low: float = Field(default=16.0, description="degrees Celsius")
     high: float = Field(default=28.0, description="degrees Celsius")
-    lasting: Duration = Field(default=3 * H, gt=0)
-    hysteresis: float = Field(default=0.5, ge=0)
+    lasting: Duration = Field(
+        default=3 * H, gt=0, description="below low (above high) this long raises, per room"
+    )
+    hysteresis: float = Field(
+        default=0.5, ge=0, description="degrees back inside the band before it resolves"
+    )
     severity: Severity = Severity.WARNING
+    stale_after: Duration = Field(
+        default=6 * H,
+        gt=0,
+        description="a reading older than this no longer counts; for a sensor with a "
+        "declared report_interval_s, twice that",
+    )
 
 
 class SensorHealthConfig(Section):
-    """A sensor silent, its battery low, a driver down: maintenance."""
+    """A sensor silent or offline, its battery low, a driver down: maintenance.
+
+    A sensor is silent after ``silent_factor`` times its declared report interval, or the
+    interval learned from its measurements; a person-activity sensor after
+    ``activity_silence`` while the others see the person (see ``detection.sensorhealth``).
+    """
 
     enabled: bool = True
     silent_factor: float = Field(
@@ -181,22 +214,37 @@ class SensorHealthConfig(Section):
     activity_silence: Duration = Field(
         default=72 * H, gt=0, description="an activity sensor quiet this long while others work"
     )
-    battery_low: float = Field(default=15.0, ge=0, le=100, description="percent")
-    driver_down_after: Duration = Field(default=5 * M, ge=0)
+    battery_low: float = Field(
+        default=15.0, ge=0, le=100, description="percent; a new battery is 10 points above"
+    )
+    driver_down_after: Duration = Field(
+        default=5 * M, ge=0, description="a driver down this long raises"
+    )
+    offline_after: Duration = Field(
+        default=5 * M, ge=0, description="a sensor its network reports offline this long raises"
+    )
 
 
 class TrendConfig(Section):
-    """Fall-risk signals: the recent week against the month before, once a week."""
+    """Fall-risk signals, once a week: the last 7 days against the 28 days before them.
+
+    Night-time bathroom visits, restlessness at night, the time to walk the hallway and
+    the active hours of a day, each by a robust z-score (see ``detection.trend``).
+    """
 
     enabled: bool = True
     weekday: Literal[
         "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"
-    ] = "monday"
-    at: TimeOfDay = time(10, 0)
-    min_days: int = Field(default=28, ge=14, description="days of history before comparing")
+    ] = Field(default="monday", description="the day of the weekly check")
+    at: TimeOfDay = Field(default=time(10, 0), description="its local time")
+    min_days: int = Field(
+        default=28, ge=14, description="days with activity in the 35 compared before comparing"
+    )
     z: float = Field(default=3.0, gt=0, description="robust z-score that counts as a change")
-    night_start: TimeOfDay = time(23, 0)
-    night_end: TimeOfDay = time(6, 0)
+    night_start: TimeOfDay = Field(
+        default=time(23, 0), description="the night of visits and restlessness starts"
+    )
+    night_end: TimeOfDay = Field(default=time(6, 0), description="and ends; it is the next day's")
 
 
 class HelpButtonConfig(Section):

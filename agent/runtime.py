@@ -42,6 +42,7 @@ from agent.outbox.memory import MemoryOutbox
 from agent.store import EventStore
 from agent.uplink import Uplink, make_uplink
 from detection.engine import Engine
+from detection.keeper import RoutineKeeper
 from drivers import registry
 from drivers.base import Driver, DriverContext, DriverHealth
 
@@ -112,6 +113,7 @@ class Runtime:
             self._on_alert,
             mode=config.hub.mode,
         )
+        self.routine_keeper = RoutineKeeper.for_engine(self.engine, config.detection.routine)
         self.driver_health: dict[str, DriverHealth] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._replan = asyncio.Event()
@@ -264,6 +266,8 @@ class Runtime:
         )
 
     def _heartbeat(self) -> None:
+        if self.routine_keeper is not None:
+            self.routine_keeper.maybe_save(self.clock.monotonic())
         self.stats.heartbeats += 1
         self.outbox.add(self.heartbeat_message(), self.clock.wall())
         self.uplink.notify()
@@ -379,6 +383,8 @@ class Runtime:
                 )
             await self.uplink.stop()
             self.outbox.close()
+            if self.routine_keeper is not None:
+                self.routine_keeper.save()
             if self.store is not None:
                 self.store.close()
             for sig in (signal.SIGTERM, signal.SIGINT):

@@ -47,12 +47,16 @@ def ev(local: str, sensor: str, value: float = 1.0) -> SensorEvent:
     return SensorEvent(sensor, KIND[sensor], value, t, t)
 
 
+#: the fixed inactivity rule alone: not-up has its own tests (tests/test_person.py)
+FIXED_ONLY = DetectionConfig.model_validate({"wakeup": {"enabled": False}})
+
+
 class Run:
     def __init__(self, config: DetectionConfig | None = None) -> None:
         self.clock = SimClock(TZ)
         self.alerts: list[AlertMessage] = []
         self.engine = Engine(
-            "h-test", self.clock, HOME, config or DetectionConfig(), self.alerts.append
+            "h-test", self.clock, HOME, config or FIXED_ONLY, self.alerts.append
         )
 
     def feed(self, *events: SensorEvent, until: str | None = None) -> list[AlertMessage]:
