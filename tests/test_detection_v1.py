@@ -12,8 +12,10 @@ from agent.detectconfig import DetectionConfig, HelpButtonConfig
 from agent.events import EventKind, SensorEvent
 from agent.homemap import HomeMap, Role, SensorSpec
 from agent.messages import AlertMessage, AlertState, Severity
+from detection.button import HelpButton
 from detection.drive import advance, feed
-from detection.engine import Engine
+from detection.engine import Detector, Engine
+from detection.person import PersonWatch
 
 TZ = ZoneInfo("Europe/Amsterdam")
 HOME = HomeMap(
@@ -52,11 +54,21 @@ FIXED_ONLY = DetectionConfig.model_validate({"wakeup": {"enabled": False}})
 
 
 class Run:
-    def __init__(self, config: DetectionConfig | None = None) -> None:
+    def __init__(
+        self,
+        config: DetectionConfig | None = None,
+        detectors: list[type[Detector]] | None = None,
+        registry: bool = False,
+    ) -> None:
         self.clock = SimClock(TZ)
         self.alerts: list[AlertMessage] = []
         self.engine = Engine(
-            "h-test", self.clock, HOME, config or FIXED_ONLY, self.alerts.append
+            "h-test",
+            self.clock,
+            HOME,
+            config or FIXED_ONLY,
+            self.alerts.append,
+            detectors=None if registry else (detectors or [HelpButton, PersonWatch]),
         )
 
     def feed(self, *events: SensorEvent, until: str | None = None) -> list[AlertMessage]:
@@ -193,8 +205,10 @@ def test_alert_ids_are_stable_and_distinct() -> None:
 
 @pytest.mark.parametrize("disabled", ["inactivity", "help_button"])
 def test_a_disabled_detector_stays_silent(disabled: str) -> None:
-    config = DetectionConfig.model_validate({disabled: {"enabled": False}})
-    run = Run(config)
+    config = DetectionConfig.model_validate(
+        {disabled: {"enabled": False}, "sensor_health": {"enabled": False}}
+    )
+    run = Run(config, registry=True)
     run.feed(ev("2026-11-10T10:00:00", "help-button"), until="2026-11-11T10:00:00")
     kinds = {a.kind for a in run.alerts}
     assert disabled not in kinds and kinds
