@@ -75,6 +75,7 @@ _PLACE_OF_ROLE: dict[Role, Place] = {
     Role.OTHER: Place.OTHER,
 }
 
+_BEDTIME_SLACK = 1800.0  # the night may begin this long before the earliest usual bedtime
 _BACK_TO_BED = 3600.0  # back in bed within this after getting up: a night visit
 _SAME_PASSAGE = 60.0  # door events this close are one passage (open, close)
 _NIGHT_FROM = 20 * 3600.0  # a quiet spell beginning between these is a night's sleep
@@ -145,6 +146,7 @@ class PersonWatch(Detector):
         self.sensors = {sid: _sensor(s.role, s.room) for sid, s in self.home.sensors.items()}
         self.activity_sensors = {sid for sid, s in self.sensors.items() if s.place_on is not None}
         self.offline: set[str] = set()
+        self.has_bed_mat = any(s.role is Role.BED for s in self.home.sensors.values())
         # where and when the person was last seen
         self.place: Place | None = None
         self.role: Role | None = None
@@ -166,6 +168,8 @@ class PersonWatch(Detector):
         self.up_wall: float | None = None  # a get-up not yet confirmed
         self.night_start = 0.0  # the longest quiet spell of the night so far: start, length
         self.night_len = 0.0
+        self.bedtime: float | None = None  # when the person went to bed tonight
+        self.left_bed: float | None = None  # out of the bedroom since, tonight
         # timers (monotonic): worked out lazily at the first wakeup of a quiet spell
         self._deadlines: dict[str, float] | None = None
         self._notup_day = -1
@@ -254,6 +258,7 @@ class PersonWatch(Detector):
                 self.bath_mono = None
             if synced:
                 self._getting_up(place, wall)
+                self._going_to_bed(place, wall)
             self.place = place
             self.role = _role_at(place, sensor.role)
             self.room = sensor.room
@@ -278,10 +283,13 @@ class PersonWatch(Detector):
         in_bedroom = place in (Place.IN_BED, Place.BEDROOM)
         if self.up_wall is not None:
             if wall - self.up_wall >= _BACK_TO_BED:
-                if self.night_len > 0:  # only a morning after a night at home teaches
-                    routine.add_getup(self.up_wall)
-                    routine.add_bedtime(self.night_start)
+                if self.night_len > 0 and self.bedtime is not None:
+                    # only a morning after a night at home teaches
+                    routine.add_getup(self.up_wall, self.bedtime)
+                    routine.add_bedtime(self.bedtime)
                 self.night_len = 0.0
+                self.bedtime = None
+                self.left_bed = None
                 self.up_wall = None
             elif in_bedroom:
                 self.up_day = self.up_day_before  # back to bed: it was a night visit
@@ -294,6 +302,23 @@ class PersonWatch(Detector):
             self.up_day_before = self.up_day
             self.up_day = day.ordinal
             self.up_wall = wall
+
+    def _going_to_bed(self, place: Place, wall: float) -> None:
+        """Bedtime: the start of the night's stay in the bedroom.
+
+        Leaving it for less than ``_BACK_TO_BED`` (the toilet) keeps the night going; a
+        longer time up (back to the living room) makes the next return the bedtime.
+        """
+        if place in (Place.IN_BED, Place.BEDROOM):
+            if self.left_bed is not None and wall - self.left_bed > _BACK_TO_BED:
+                self.bedtime = None
+            self.left_bed = None
+            if self.bedtime is None:
+                tod = self.routine.time_of_day(wall)
+                if tod >= _NIGHT_FROM or tod < _NIGHT_TO:
+                    self.bedtime = wall
+        elif self.bedtime is not None and self.left_bed is None:
+            self.left_bed = wall
 
     def _earliest(self) -> float:
         t = self.cfg.wakeup.earliest
@@ -388,11 +413,27 @@ class PersonWatch(Detector):
         deadline, limit = self._fixed_deadline()
         return deadline, limit, False
 
-    def _night_spell(self) -> bool:
+    def _maybe_asleep(self) -> bool:
+        """Could this quiet be the night's sleep? Then the get-up rule speaks first.
+
+        In the bedroom at night, yes. In a home without a bed mat, a bedroom door left
+        open hides going to bed: after the earliest usual bedtime any place may be bed.
+        """
         if not self.last_synced:
             return False
         tod = self.routine.time_of_day(self.last_wall)
-        return tod >= _NIGHT_FROM or tod < self._earliest() + 3 * 3600.0
+        morning = tod < self._earliest() + 3 * 3600.0
+        if self.place in (Place.IN_BED, Place.BEDROOM):
+            return tod >= _NIGHT_FROM or morning
+        if self.has_bed_mat:
+            return False
+        bedtime = self.routine.earliest_bedtime()
+        if bedtime is None:
+            return False
+        start = (bedtime - _BEDTIME_SLACK) % 86400
+        if start >= 12 * 3600.0:
+            return tod >= start or morning
+        return start <= tod and morning
 
     def _cover_deadline(self, place: Place) -> tuple[float, float] | None:
         """The first moment the quiet exceeds the longest seen at that time of day."""
@@ -426,6 +467,10 @@ class PersonWatch(Detector):
         date = datetime.fromordinal(day.ordinal).date()
         base = datetime.combine(date, time(0), tzinfo=self.clock.tz)
         at_wall = (base + timedelta(seconds=usual)).timestamp()
+        sleep = routine.usual_sleep()
+        if sleep is not None and self.bedtime is not None and self.up_wall is None:
+            # a long night is as long as the longest usual one, whenever it began
+            at_wall = min(at_wall, self.bedtime + sleep)
         if usual >= 86400 or at_wall <= self.last_wall:
             return INF  # seen (in the bedroom) after today's limit: the question is past
         return now_mono + (at_wall - now_wall)
@@ -445,7 +490,7 @@ class PersonWatch(Detector):
                     out[DOOR_NIGHT] = self.door_mono + cfg.night_exit.after
         elif self.icfg.enabled:
             deadline, limit, learned = self._quiet_deadline()
-            if self.place in (Place.IN_BED, Place.BEDROOM) and self._night_spell():
+            if self._maybe_asleep():
                 # a night in bed is sleep: the get-up rule speaks first
                 notup = self._notup_deadline(self.clock.wall(), now)
                 if not math.isinf(notup) and notup > deadline:

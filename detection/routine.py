@@ -141,6 +141,7 @@ class Routine:
         self.day_ord = np.zeros(DAYS, np.int32)
         self.day_getup = np.full(DAYS, np.nan)
         self.day_bed = np.full(DAYS, np.nan)
+        self.day_sleep = np.full(DAYS, np.nan)  # from going to bed to getting up, seconds
         self.day_n = 0
         # bathroom stays, a ring
         self.bath_day = np.zeros(BATH, np.int32)
@@ -159,6 +160,7 @@ class Routine:
         # by the quarter-hour now: the longest quiet so far, at this hour, at this place
         self.cover = np.full((PLACES + 1, SLOTS), np.nan)  # last row: any place
         self.getup_limits: list[float | None] = [None, None]  # weekday, weekend
+        self.sleep_limit: float | None = None  # longest usual night plus the margin
         self.bath_limit: float | None = None
         self._dirty = True
 
@@ -234,13 +236,17 @@ class Routine:
         self.day_ord[i] = ordinal
         self.day_getup[i] = np.nan
         self.day_bed[i] = np.nan
+        self.day_sleep[i] = np.nan
         self.day_n += 1
         return i
 
-    def add_getup(self, wall: float) -> None:
+    def add_getup(self, wall: float, bedtime: float | None = None) -> None:
+        """Up at ``wall``, after going to bed at ``bedtime`` (both POSIX seconds)."""
         row = self._day_row(self.local_day(wall).ordinal)
         if np.isnan(self.day_getup[row]):
             self.day_getup[row] = self.time_of_day(wall)
+            if bedtime is not None and bedtime < wall:
+                self.day_sleep[row] = wall - bedtime
             self._dirty = True
 
     def add_bedtime(self, wall: float) -> None:
@@ -346,6 +352,7 @@ class Routine:
         """
         n = min(self.day_n, DAYS)
         self.getup_limits = [None, None]
+        self.sleep_limit = None
         if n == 0:
             return
         keep = self._weights(self.day_ord[:n]) >= KEEP_WEIGHT
@@ -354,6 +361,10 @@ class Routine:
         if known.sum() < max(3, self.cfg.min_days // 2):
             return
         pooled = float(ups[known].max()) + self.wcfg.margin
+        sleeps = self.day_sleep[:n][keep & ~np.isnan(self.day_sleep[:n])]
+        self.sleep_limit = (
+            float(sleeps.max()) + self.wcfg.margin if len(sleeps) >= known.sum() // 2 else None
+        )
         weekend = np.array([_is_weekend(int(o)) for o in self.day_ord[:n]], dtype=bool)
         for group in (0, 1):
             mine = known & (weekend == bool(group))
@@ -395,6 +406,24 @@ class Routine:
             return None
         self.refresh()
         return self.getup_limits[int(_is_weekend(ordinal))]
+
+    def earliest_bedtime(self) -> float | None:
+        """The earliest usual bedtime, local seconds of day (may be after midnight)."""
+        if not self.ready:
+            return None
+        n = min(self.day_n, DAYS)
+        keep = self._weights(self.day_ord[:n]) >= KEEP_WEIGHT
+        beds = self.day_bed[:n][keep & ~np.isnan(self.day_bed[:n])]
+        if len(beds) < 3:
+            return None
+        return float(beds.min()) % DAY_S
+
+    def usual_sleep(self) -> float | None:
+        """The longest usual night, bed to up, plus the margin (seconds), if known."""
+        if not self.ready:
+            return None
+        self.refresh()
+        return self.sleep_limit
 
     def usual_bath(self) -> float | None:
         if not self.ready:
@@ -439,6 +468,7 @@ class Routine:
         "day_ord",
         "day_getup",
         "day_bed",
+        "day_sleep",
         "bath_day",
         "bath_dur",
         "activity",
