@@ -41,6 +41,7 @@ from agent.events import SensorEvent
 from agent.homemap import HomeMap
 from agent.messages import AlertMessage, AlertState, Severity
 from agent.traces.format import Label, iter_events, labels_path, read_header, read_labels
+from agent.traces.simulate import TERMINAL_INCIDENTS
 from detection.activity import PERSON_KINDS, is_person_activity
 from detection.drive import advance
 from detection.engine import INF, Detector, Engine
@@ -233,6 +234,7 @@ def run_system(
     end: float,
     onsets: Sequence[float],
     cap: float,
+    incidents: Sequence[tuple[float, float]] = (),
 ) -> tuple[SystemResult, list[AlertMessage]]:
     """Run one system over a home once, copying it at each onset (see the module doc)."""
     clock = SimClock(clock_tz)
@@ -287,8 +289,11 @@ def run_system(
     advance(engine, clock, end)
     for msg in recorder.raised:
         t = msg.at.timestamp()
-        if msg.severity is Severity.URGENT and test_start <= t <= end:
-            result.false_alarms[msg.kind] += 1
+        if msg.severity is not Severity.URGENT or not test_start <= t <= end:
+            continue
+        if any(a <= t <= b for a, b in incidents):
+            continue  # the alert an incident should raise
+        result.false_alarms[msg.kind] += 1
     result.test_days = (end - test_start) / 86400.0
     return result, recorder.raised
 
@@ -319,6 +324,19 @@ def evaluate_home(
         )
     test_start = days[learn_days]
     out = _out_intervals(labels)
+    cap = cap_h * HOUR
+    # a known incident is an emergency, not a false alarm; after one that leaves the person
+    # unable to act, the trace holds no normal life to put onsets in
+    incident_windows = [
+        (lab.start.timestamp(), lab.start.timestamp() + cap)
+        for lab in labels
+        if lab.type == "incident"
+    ]
+    out += [
+        (lab.start.timestamp(), end)
+        for lab in labels
+        if lab.type == "incident" and lab.label in TERMINAL_INCIDENTS
+    ]
     onsets: list[float] = []
     skipped = 0
     for day in days[learn_days:]:
@@ -333,9 +351,18 @@ def evaluate_home(
                 skipped += 1
                 continue
             onsets.append(onset)
-    cap = cap_h * HOUR
     hub, raised = run_system(
-        "hub", events, header.home, tz, config, None, test_start, end, onsets, cap
+        "hub",
+        events,
+        header.home,
+        tz,
+        config,
+        None,
+        test_start,
+        end,
+        onsets,
+        cap,
+        incident_windows,
     )
     base_cfg = DetectionConfig()
     baseline, _ = run_system(
@@ -349,6 +376,7 @@ def evaluate_home(
         end,
         onsets,
         cap,
+        incident_windows,
     )
     incidents = []
     for lab in labels:
@@ -404,7 +432,7 @@ def format_table(results: Sequence[HomeResult]) -> str:
         lines.append(
             f"  {res.days:.1f} days: learn {res.learn_days}, test {res.test_days:.1f}; "
             f"onsets every 2 h: {len(res.systems[0].detections)} "
-            f"({res.skipped_out} skipped while out)"
+            f"({res.skipped_out} skipped: out, or after an incident)"
         )
         for rule in res.skipped_rules:
             lines.append(f"  skipped: {rule}")
