@@ -229,6 +229,70 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ---- the learned routine -----------------------------------------------------------------
+def cmd_routine_show(args: argparse.Namespace) -> int:
+    import json
+
+    from agent.routineview import learn_from_trace, load_routine, render_text, settings, to_json
+    from detection.routine import RoutineFileError
+
+    if args.save is not None and args.trace is None:
+        print("--save goes with --trace: it writes the routine learned there", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        detection, zone = settings(args.config)
+    except ConfigError as err:
+        print(err, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        if args.trace is not None:
+            routine = learn_from_trace(args.trace, detection)
+        else:
+            routine = load_routine(args.file, detection, zone)
+    except RoutineFileError as err:
+        print(f"cannot read the routine: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (TraceError, ValueError) as err:
+        print(f"cannot learn the routine: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.save is not None:
+        try:
+            routine.save(args.save)
+        except OSError as err:
+            print(f"cannot save the routine to {args.save}: {err}", file=sys.stderr)
+            return EXIT_FAILED
+    if args.json:
+        print(json.dumps(to_json(routine), indent=2))
+    else:
+        print(render_text(routine))
+    if args.save is not None:
+        print(f"saved to {args.save}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_routine_plot(args: argparse.Namespace) -> int:
+    from agent.routineview import PlotUnavailableError, plot_day, settings
+
+    try:
+        detection, _ = settings(args.config)
+    except ConfigError as err:
+        print(err, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        out = plot_day(args.trace, args.day, args.out, detection)
+    except PlotUnavailableError as err:
+        print(err, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (TraceError, ValueError) as err:
+        print(f"cannot plot: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as err:
+        print(f"cannot write {args.out}: {err}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"{out}: {args.day.isoformat()} drawn (sensor-level data: keep it local, never send it)")
+    return EXIT_OK
+
+
 # ---- the parser --------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -291,6 +355,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--learn-days", type=int, default=7)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("routine", help="what the hub has learned of a home's routine")
+    rsub = p.add_subparsers(dest="routine_command", required=True, metavar="COMMAND")
+    r = rsub.add_parser(
+        "show",
+        help="the learned routine: get-up, bedtime, bathroom, inactivity limits, activity",
+        description="Show the routine the hub learns from a trace, or one saved to a file.",
+    )
+    source = r.add_mutually_exclusive_group(required=True)
+    source.add_argument("--trace", type=Path, help="learn it by running the hub over a trace")
+    source.add_argument("--file", type=Path, help="a saved routine (.npz)")
+    r.add_argument(
+        "--config",
+        type=Path,
+        help="a hub configuration: its [detection], and hub.timezone for --file "
+        "(default Europe/Amsterdam)",
+    )
+    r.add_argument("--json", action="store_true", help="machine-readable output")
+    r.add_argument("--save", type=Path, metavar="FILE", help="with --trace: write the routine")
+    r.set_defaults(func=cmd_routine_show)
+    r = rsub.add_parser(
+        "plot",
+        help="draw one day of a home (PNG) for developers; sensor-level data, keep it local",
+        description="Draw one day of a recorded home: the events per room, the normal activity "
+        "learned before that day, and the alerts raised that day. The picture shows "
+        "sensor-level data: it is a local file for developers and must never be sent "
+        "anywhere. Needs matplotlib: pip install 'leefsamen-hub[plot]'.",
+    )
+    r.add_argument("--trace", type=Path, required=True)
+    r.add_argument("--day", type=date.fromisoformat, required=True, metavar="YYYY-MM-DD")
+    r.add_argument("--out", type=Path, required=True, help="the PNG file to write")
+    r.add_argument("--config", type=Path, help="a hub configuration whose [detection] to use")
+    r.set_defaults(func=cmd_routine_plot)
 
     p = sub.add_parser("demo", help="a simulated fortnight with an incident, through a broker")
     p.add_argument("--days", type=int, default=14)

@@ -47,7 +47,7 @@ from agent.detectconfig import (
 
 log = logging.getLogger(__name__)
 
-VERSION = 1
+VERSION = 2  # 2: day_sleep, the length of each night
 SPELLS = 8192  # ring size: weeks of a busy home's spells of a minute or more
 DAYS = 120  # get-up, bedtime and day records kept
 BATH = 1024
@@ -163,6 +163,7 @@ class Routine:
         self.sleep_limit: float | None = None  # longest usual night plus the margin
         self.bath_limit: float | None = None
         self._dirty = True
+        self._refreshed_day = -1
 
     # ---- local time ------------------------------------------------------------------
     def local_day(self, wall: float) -> LocalDay:
@@ -272,11 +273,16 @@ class Routine:
         weights: F64 = 0.5 ** (age / self.cfg.half_life_days)
         return weights
 
-    def refresh(self) -> None:
-        """Recompute the limits from the observations (daily, and before they are read)."""
-        if not self._dirty:
+    def refresh(self, force: bool = False) -> None:
+        """Recompute the limits from the observations: at most once a local day.
+
+        New observations change what is normal a little; a day's delay costs nothing and
+        keeps the recomputation (tens of milliseconds on a Pi) off the event path.
+        """
+        if not self._dirty or (self._refreshed_day == self.last_day and not force):
             return
         self._dirty = False
+        self._refreshed_day = self.last_day
         self._refresh_limits()
         self._refresh_getup()
         self._refresh_bath()
@@ -292,7 +298,8 @@ class Routine:
         tods = self.sp_tod[:n][keep]
         durs = self.sp_dur[:n][keep]
         places = self.sp_place[:n][keep]
-        self._refresh_cover(tods, durs, places)
+        if self.icfg.method != "start":
+            self._refresh_cover(tods, durs, places)
         centres = (np.arange(SLOTS) + 0.5) * SLOT_S
         for place in Place:
             mask = places == place
@@ -433,7 +440,7 @@ class Routine:
 
     def summary(self) -> dict[str, Any]:
         """Plain numbers for ``hub routine show``."""
-        self.refresh()
+        self.refresh(force=True)
         n = min(self.day_n, DAYS)
         ups = self.day_getup[:n][~np.isnan(self.day_getup[:n])]
         beds = self.day_bed[:n][~np.isnan(self.day_bed[:n])]
@@ -507,24 +514,56 @@ class Routine:
                 os.close(dirfd)
 
     def load(self, path: Path) -> None:
-        """Read a saved routine into this one; ``RoutineFileError`` says what is wrong."""
+        """Read a saved routine into this one; ``RoutineFileError`` says what is wrong.
+
+        Nothing of this routine changes unless the whole file is good: the right version
+        and time zone, every array of the right shape and type, every counter in range.
+        """
         try:
-            with np.load(path, allow_pickle=False) as data:
-                version = int(data["version"])
-                if version != VERSION:
-                    raise RoutineFileError(f"{path}: routine version {version}, not {VERSION}")
-                arrays = {name: data[name] for name in self._ARRAYS}
-                scalars = {name: int(data[name]) for name in self._SCALARS}
+            with path.open("rb") as fh:
+                if not zipfile.is_zipfile(fh):
+                    raise RoutineFileError(f"{path}: not a readable routine file (no .npz archive)")
+                fh.seek(0)
+                with np.load(fh, allow_pickle=False) as data:
+                    version = int(data["version"])
+                    if version != VERSION:
+                        raise RoutineFileError(f"{path}: routine version {version}, not {VERSION}")
+                    zone = str(data["zone"])
+                    if zone != self.tz.key:
+                        raise RoutineFileError(
+                            f"{path}: learned in time zone {zone}, the hub is in {self.tz.key}"
+                        )
+                    arrays = {name: np.asarray(data[name]) for name in self._ARRAYS}
+                    scalars = {name: data[name] for name in self._SCALARS}
         except RoutineFileError:
             raise
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as err:
+        except (OSError, ValueError, TypeError, KeyError, zipfile.BadZipFile, EOFError) as err:
             raise RoutineFileError(f"{path}: not a readable routine file ({err})") from err
+        converted: dict[str, npt.NDArray[Any]] = {}
         for name, arr in arrays.items():
             mine = getattr(self, name)
             if arr.shape != mine.shape:
                 raise RoutineFileError(f"{path}: {name} has shape {arr.shape}, not {mine.shape}")
-        for name, arr in arrays.items():
-            setattr(self, name, arr.astype(getattr(self, name).dtype))
+            if not np.can_cast(arr.dtype, mine.dtype, casting="same_kind"):
+                raise RoutineFileError(f"{path}: {name} holds {arr.dtype}, not {mine.dtype}")
+            converted[name] = arr.astype(mine.dtype)
+        counters: dict[str, int] = {}
         for name, value in scalars.items():
-            setattr(self, name, value)
+            if value.shape != () or value.dtype.kind not in "iu":
+                raise RoutineFileError(f"{path}: {name} is not a whole number")
+            counters[name] = int(value)
+        bounds = {
+            "sp_n": SPELLS,
+            "sp_head": SPELLS - 1,
+            "bath_n": BATH,
+            "bath_head": BATH - 1,
+        }
+        for name, number in counters.items():
+            if number < 0 or number > bounds.get(name, 2**40):
+                raise RoutineFileError(f"{path}: {name} = {number} is out of range")
+        for name, arr in converted.items():
+            setattr(self, name, arr)
+        for name, count in counters.items():
+            setattr(self, name, count)
         self._dirty = True
+        self._refreshed_day = -1
