@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from agent.events import ACTIVITY_KINDS, EventKind, SensorEvent
-from agent.homemap import Role
 
 #: every kind that can be a person's doing
 PERSON_KINDS = ACTIVITY_KINDS
@@ -11,25 +10,12 @@ PERSON_KINDS = ACTIVITY_KINDS
 # Both edges of these are a person's doing: opening and closing a door, sitting down and
 # getting up. For the rest only the rising edge is: a motion sensor clearing, or a toaster
 # switching itself off, says nothing about the person.
-_BOTH_EDGES = frozenset({EventKind.CONTACT, EventKind.PRESSURE})
-_RISING = ACTIVITY_KINDS - _BOTH_EDGES
+BOTH_EDGES = frozenset({EventKind.CONTACT, EventKind.PRESSURE})
+_RISING = ACTIVITY_KINDS - BOTH_EDGES
 
 
 def is_person_activity(event: SensorEvent) -> bool:
     kind = event.kind
-    if kind in _BOTH_EDGES:
+    if kind in BOTH_EDGES:
         return True
     return kind in _RISING and event.value > 0
-
-
-def role_after(role: Role, event: SensorEvent) -> Role:
-    """The role that describes where the person is after ``event`` from a ``role`` sensor.
-
-    Leaving the bed puts the person in the bedroom; leaving the chair, in the living room.
-    """
-    if event.kind is EventKind.PRESSURE and event.value <= 0:
-        if role is Role.BED:
-            return Role.BEDROOM
-        if role is Role.SEAT:
-            return Role.LIVING
-    return role

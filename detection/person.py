@@ -42,7 +42,7 @@ from agent.events import EventKind, SensorEvent
 from agent.homemap import Role
 from agent.messages import Mode, Severity
 from agent.units import format_duration
-from detection.activity import PERSON_KINDS
+from detection.activity import BOTH_EDGES, PERSON_KINDS
 from detection.engine import INF, Detector, Engine, OpenAlert
 from detection.routine import PLACE_WORDS, SLOT_S, Place, Routine
 from detection.timeofday import first_crossing, in_window
@@ -57,8 +57,6 @@ BLIND = "monitoring_lost"
 #: alerts about the person, which movement resolves
 _PERSON_ALERTS = (QUIET, NOT_UP, BATH, DOOR_NIGHT, BLIND)
 
-# Both edges of these are a person's doing; of the rest only the rising edge is.
-_BOTH_EDGES = frozenset({EventKind.CONTACT, EventKind.PRESSURE})
 
 _PLACE_OF_ROLE: dict[Role, Place] = {
     Role.BEDROOM: Place.BEDROOM,
@@ -206,7 +204,7 @@ class PersonWatch(Detector):
                 self.offline.add(event.sensor)
             return
         rising = event.value > 0
-        if kind in _BOTH_EDGES:
+        if kind in BOTH_EDGES:
             place = sensor.place_on if rising else sensor.place_off
         elif rising:
             place = sensor.place_on
