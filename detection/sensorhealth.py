@@ -94,6 +94,7 @@ class _Sensor:
     last_wall: float = 0.0
     last_measure: float | None = None
     gaps: deque[float] = field(default_factory=lambda: deque(maxlen=GAP_RING))
+    n_gaps: int = 0
     learned: float | None = None
     offline_mono: float | None = None
     offline_wall: float = 0.0
@@ -163,17 +164,14 @@ class SensorHealth(Detector):
                 self._act_due = now + self.cfg.activity_silence
 
     def _set_due(self, sid: str, t: float) -> None:
-        old = self._due.get(sid)
+        # Lazy: a due moved later leaves ``wake`` early; on_wakeup finds nothing due and
+        # aims again. Every event moves some sensor's due, so this runs for each one.
         self._due[sid] = t
-        if t <= self.wake:
+        if t < self.wake:
             self.wake = t
-        elif old is not None and old <= self.wake:
-            self._rewake()
 
     def _clear_due(self, sid: str) -> None:
-        old = self._due.pop(sid, None)
-        if old is not None and old <= self.wake:
-            self._rewake()
+        self._due.pop(sid, None)  # a wake that was for it finds nothing due (see _set_due)
 
     def _rewake(self) -> None:
         self.wake = min(
@@ -232,7 +230,9 @@ class SensorHealth(Detector):
             return  # another value of the same report
         st.last_measure = now
         st.gaps.append(gap)
-        if len(st.gaps) >= LEARN_MIN_GAPS:
+        st.n_gaps += 1
+        # the median of the last gaps, worked out every few reports: it moves slowly
+        if len(st.gaps) >= LEARN_MIN_GAPS and (st.learned is None or st.n_gaps % 8 == 0):
             st.learned = statistics.median(st.gaps)
 
     def _person_seen(self, sid: str, now: float, wall: float) -> None:

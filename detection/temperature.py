@@ -80,7 +80,15 @@ class Temperature(Detector):
             room = self.rooms[room_name] = _Room(room_name)
         room.readings[event.sensor] = (event.value, event.mono)
         self._evaluate(room, event.mono, event.wall)
-        self._rewake()
+        # Lazy: a reading only moves this room's moments; one that moved later leaves
+        # ``wake`` early, and on_wakeup, finding nothing due, aims again.
+        wake = self.wake
+        if room.run is not None and not room.alerted:
+            wake = min(wake, room.run_mono + self.cfg.lasting)
+        stale = self._stale_after
+        for sid, (_, mono) in room.readings.items():
+            wake = min(wake, mono + stale[sid])
+        self.wake = wake
 
     def on_wakeup(self, now: float) -> None:
         wall = self.clock.wall()
