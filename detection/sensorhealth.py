@@ -167,7 +167,7 @@ class SensorHealth(Detector):
         # Lazy: a due moved later leaves ``wake`` early; on_wakeup finds nothing due and
         # aims again. Every event moves some sensor's due, so this runs for each one.
         self._due[sid] = t
-        if t < self.wake:
+        if t < self.wake:  # noqa: PLR1730 - a comparison is cheaper than min() per event
             self.wake = t
 
     def _clear_due(self, sid: str) -> None:
