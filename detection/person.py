@@ -44,7 +44,7 @@ from agent.messages import Mode, Severity
 from agent.units import format_duration
 from detection.activity import BOTH_EDGES, PERSON_KINDS
 from detection.engine import INF, Detector, Engine, OpenAlert
-from detection.routine import PLACE_WORDS, SLOT_S, Place, Routine
+from detection.routine import PLACE_WORDS, SLOT_S, Place, Routine, on_the_clock
 from detection.timeofday import first_crossing, in_window
 
 QUIET = "inactivity"
@@ -53,6 +53,8 @@ BATH = "bathroom_overstay"
 DOOR_NIGHT = "door_night"
 AWAY_LONG = "away_long"
 BLIND = "monitoring_lost"
+
+_PRIORITY = {NOT_UP: 0, BATH: 1, DOOR_NIGHT: 2, QUIET: 3}
 
 #: alerts about the person, which movement resolves
 _PERSON_ALERTS = (QUIET, NOT_UP, BATH, DOOR_NIGHT, BLIND)
@@ -117,6 +119,8 @@ def _role_at(place: Place, role: Role) -> Role:
         return Role.BED
     if place is Place.SEATED:
         return Role.SEAT
+    if place is Place.HALLWAY and role in (Role.FRONT_DOOR, Role.OUTSIDE_DOOR):
+        return Role.HALLWAY  # came home through the door: inside
     if role is Role.BED:
         return Role.BEDROOM
     if role is Role.SEAT:
@@ -266,6 +270,10 @@ class PersonWatch(Detector):
         self._acked.clear()
         self._deadlines = None
         wake = mono + self._shortest
+        if self.bath_mono is not None and self.cfg.bathroom.enabled:
+            # movement in the bathroom must not push the overstay back
+            bath_due = self.bath_mono + (self.routine.usual_bath() or self.cfg.bathroom.limit)
+            wake = min(wake, bath_due)
         if self._notup_mono < wake and self.up_day != self._notup_day:
             wake = self._notup_mono
         self.wake = wake
@@ -356,6 +364,8 @@ class PersonWatch(Detector):
         self.last_wall = self.clock.wall()
         self.last_synced = False
         self.place = None
+        self.role = None
+        self.room = None
         self.door_mono = None
         self.away = False
         self.bath_mono = None
@@ -468,7 +478,7 @@ class PersonWatch(Detector):
         sleep = routine.usual_sleep()
         if sleep is not None and self.bedtime is not None and self.up_wall is None:
             # a long night is as long as the longest usual one, whenever it began
-            at_wall = min(at_wall, self.bedtime + sleep)
+            at_wall = min(at_wall, on_the_clock(self.bedtime, sleep, self.clock.tz))
         if usual >= 86400 or at_wall <= self.last_wall:
             return INF  # seen (in the bedroom) after today's limit: the question is past
         return now_mono + (at_wall - now_wall)
@@ -512,7 +522,8 @@ class PersonWatch(Detector):
         if self._deadlines is None:
             self._deadlines = self._work_out(now)
         deadlines = self._deadlines
-        for key, due in sorted(deadlines.items(), key=lambda kv: kv[1]):
+        # at the same moment the more specific rule speaks: not up before inactivity
+        for key, due in sorted(deadlines.items(), key=lambda kv: (kv[1], _PRIORITY.get(kv[0], 9))):
             if due > now:
                 break
             del deadlines[key]
@@ -540,8 +551,8 @@ class PersonWatch(Detector):
         down = len(self.offline)
         drivers_down = self.engine.drivers_down
         blind = total > 0 and down >= total
-        if drivers_down and min(drivers_down.values()) <= self.last_mono + 60:
-            blind = True  # nothing heard since the driver went down: silence proves nothing
+        if drivers_down and max(drivers_down.values()) >= self.last_mono - 60:
+            blind = True  # a driver went down during the quiet: silence proves nothing
         return down, total, blind
 
     def _fire(self, key: str, now: float) -> None:
@@ -626,12 +637,17 @@ class PersonWatch(Detector):
             )
             room = self.room
             severity = cfg.night_exit.severity
-        self.raise_alert(key, key, severity, self.last_wall, room, summary, evidence)
+        since = self.bath_wall if key == BATH else self.last_wall
+        self.raise_alert(key, key, severity, since, room, summary, evidence)
 
     def _fixed_getup(self) -> float:
         t = self.cfg.wakeup.not_up_by
         return t.hour * 3600.0 + t.minute * 60.0
 
     def on_acknowledged(self, alert: OpenAlert) -> None:
-        self._acked.add(alert.key)
+        if alert.key in _PERSON_ALERTS:
+            # the centre knows about this quiet: no other name for it until the next activity
+            self._acked.update(_PERSON_ALERTS)
+        else:
+            self._acked.add(alert.key)
         super().on_acknowledged(alert)

@@ -104,6 +104,19 @@ class LocalDay:
     uniform: bool = True  # no UTC offset change inside the day
 
 
+def clock_seconds(start: float, end: float, tz: ZoneInfo) -> float:
+    """Seconds between two moments as a wall clock in ``tz`` shows them."""
+    a = datetime.fromtimestamp(start, tz=tz).replace(tzinfo=None)
+    b = datetime.fromtimestamp(end, tz=tz).replace(tzinfo=None)
+    return (b - a).total_seconds()
+
+
+def on_the_clock(start: float, seconds: float, tz: ZoneInfo) -> float:
+    """The moment a wall clock in ``tz`` shows ``seconds`` later than at ``start``."""
+    local = datetime.fromtimestamp(start, tz=tz).replace(tzinfo=None) + timedelta(seconds=seconds)
+    return local.replace(tzinfo=tz).timestamp()
+
+
 def _is_weekend(ordinal: int) -> bool:
     return datetime.fromordinal(ordinal).weekday() >= 5
 
@@ -247,7 +260,8 @@ class Routine:
         if np.isnan(self.day_getup[row]):
             self.day_getup[row] = self.time_of_day(wall)
             if bedtime is not None and bedtime < wall:
-                self.day_sleep[row] = wall - bedtime
+                # as the clock on the wall shows it: the autumn night is not an hour longer
+                self.day_sleep[row] = clock_seconds(bedtime, wall, self.tz)
             self._dirty = True
 
     def add_bedtime(self, wall: float) -> None:

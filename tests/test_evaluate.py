@@ -1,0 +1,182 @@
+"""``hub evaluate``: simulated homes with known incidents, the CLI, and the two real homes.
+
+Simulated homes are 21 days of the typical profile from a fixed seed, written into a
+temporary folder with their labels; the incident falls in the test part (days 15-18), after
+the first 7 days the protocol learns from. The real homes run only where the recorded data
+is present (``shared_data`` skips with the reason elsewhere).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from functools import cache
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from agent.cli import main
+from agent.evaluate import HomeResult, evaluate_home
+from agent.traces.format import labels_path, write_labels, write_trace
+from agent.traces.importing import save
+from agent.traces.simulate import EXPECTED_ALERTS, INCIDENT_KINDS, parse_incident, simulate
+
+TZ = ZoneInfo("Europe/Amsterdam")
+START = date(2026, 11, 2)  # a Monday
+DAYS = 21
+SEED = 3
+
+#: each incident kind, on a day of the test part, at a time it is meant for
+INCIDENTS = {
+    "fall": "fall@d15T10:40",
+    "bathroom_fall": "bathroom_fall@d16T03:10",
+    "no_wakeup": "no_wakeup@d17",
+    "night_exit": "night_exit@d18T02:30",
+    "help_button": "help_button@d16T15:00",
+}
+
+
+def test_every_incident_kind_is_covered() -> None:
+    assert set(INCIDENTS) == set(INCIDENT_KINDS)
+
+
+def _write_home(folder: Path, incident: str | None, seed: int = SEED) -> Path:
+    incidents = [parse_incident(incident, START, TZ)] if incident else []
+    sim = simulate(DAYS, seed, START, TZ, "typical", incidents)
+    trace = folder / "home.jsonl"
+    write_trace(trace, sim.header, sim.events)
+    write_labels(labels_path(trace), sim.labels)
+    return trace
+
+
+@pytest.fixture(scope="module")
+def homes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The normal home and one home per incident kind (written once for the module)."""
+    out = {"normal": _write_home(tmp_path_factory.mktemp("normal"), None)}
+    for kind, text in INCIDENTS.items():
+        out[kind] = _write_home(tmp_path_factory.mktemp(kind), text)
+    return out
+
+
+@cache
+def _evaluated(trace: Path) -> HomeResult:
+    return evaluate_home(trace)
+
+
+@pytest.mark.parametrize("kind", sorted(INCIDENTS))
+def test_each_incident_raises_the_alert_it_should(homes: dict[str, Path], kind: str) -> None:
+    result = _evaluated(homes[kind])
+    (check,) = result.incidents
+    assert check.label == kind
+    assert check.expect == list(EXPECTED_ALERTS[kind])
+    assert check.ok, check
+    # the rule made for it, and only that one: one situation, one alert
+    assert check.raised == [EXPECTED_ALERTS[kind][0]]
+    hub, baseline = result.systems
+    assert (hub.name, baseline.name) == ("hub", "baseline_12h")
+    # the incident's own alert is not a false alarm; nothing else cried wolf
+    assert sum(hub.false_alarms.values()) == 0
+
+
+def test_a_normal_home_has_no_false_alarm_and_the_hub_is_faster_than_the_baseline(
+    homes: dict[str, Path],
+) -> None:
+    result = _evaluated(homes["normal"])
+    assert result.incidents == []
+    assert result.skipped_rules == []  # the typical home has every sensor the rules need
+    assert result.learn_days == 7
+    assert result.test_days == pytest.approx(DAYS - 7)
+    hub, baseline = (s.summary() for s in result.systems)
+    assert hub["false_alarms"] == 0 and hub["false_per_day"] == 0.0
+    assert hub["onsets"] == baseline["onsets"] > 12 * 10
+    assert hub["misses"] == 0
+    assert hub["mean_h"] < baseline["mean_h"]
+    assert hub["median_h"] < baseline["median_h"]
+    assert baseline["mean_h"] > 10.0  # 12 h after the last activity before the onset
+
+
+def test_another_seed_gives_the_same_verdicts(tmp_path: Path) -> None:
+    trace = _write_home(tmp_path, INCIDENTS["no_wakeup"], seed=17)
+    result = evaluate_home(trace)
+    assert [(i.label, i.raised) for i in result.incidents] == [("no_wakeup", ["not_up"])]
+    hub, baseline = (s.summary() for s in result.systems)
+    assert hub["false_alarms"] == 0 and hub["misses"] == 0
+    assert hub["mean_h"] < baseline["mean_h"]
+
+
+# ---- the command -----------------------------------------------------------------------
+
+
+def test_cli_evaluate_prints_json_with_the_hub_and_the_baseline(
+    homes: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["evaluate", str(homes["fall"]), "--json"]) == 0
+    (home,) = json.loads(capsys.readouterr().out)
+    assert home["trace"] == str(homes["fall"])
+    assert home["source"] == "simulated"
+    assert home["learn_days"] == 7
+    assert set(home["systems"]) == {"hub", "baseline_12h"}
+    hub, baseline = home["systems"]["hub"], home["systems"]["baseline_12h"]
+    assert hub["onsets"] == baseline["onsets"] > 0
+    assert hub["mean_h"] < baseline["mean_h"]
+    assert home["incidents"] == [
+        {"label": "fall", "expect": ["inactivity"], "raised": ["inactivity"], "ok": True}
+    ]
+
+
+def test_cli_evaluate_prints_a_table_with_both_rows(
+    homes: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["evaluate", str(homes["fall"])]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "simulated"
+    rows = {line.split()[0]: line.split() for line in lines if line.startswith("  ")}
+    assert {"system", "hub", "baseline_12h"} <= set(rows)
+    assert rows["system"] == ["system", "mean", "median", "misses", "false", "per", "day"]
+    # "3 h 36" is three words; then misses, false alarms, per day
+    assert rows["hub"][-3:] == ["0", "0", "0.000"]
+    assert any(line.strip().startswith("ok") and "fall" in line for line in lines)
+
+
+def test_cli_evaluate_refuses_a_home_too_short_for_the_protocol(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sim = simulate(5, SEED, START, TZ, "typical")
+    trace = tmp_path / "short.jsonl"
+    write_trace(trace, sim.header, sim.events)
+    assert main(["evaluate", str(trace)]) == 2
+    err = capsys.readouterr().err
+    assert "day(s) of data; the protocol needs more than 7" in err
+
+
+# ---- the recorded homes ----------------------------------------------------------------
+
+
+def _import(shared_data: Path, name: str, out: Path) -> Path:
+    from agent.traces.kasteren import import_kasteren
+    from agent.traces.ordonez import import_ordonez
+
+    if name == "ordonez":
+        imported = import_ordonez([shared_data / "ordonez-home-a"], ZoneInfo("Europe/Madrid"))
+    else:
+        imported = import_kasteren([shared_data / "kasteren-2008"], ZoneInfo("Europe/Amsterdam"))
+    trace = out / f"{name}.jsonl"
+    save(imported, trace)
+    return trace
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("name", ["ordonez", "kasteren"])
+def test_a_real_home_is_detected_sooner_than_the_baseline_without_crying_wolf(
+    shared_data: Path, tmp_path: Path, name: str
+) -> None:
+    result = evaluate_home(_import(shared_data, name, tmp_path))
+    hub, baseline = (s.summary() for s in result.systems)
+    assert result.incidents == []
+    assert hub["onsets"] == baseline["onsets"] > 50
+    assert hub["mean_h"] < baseline["mean_h"]
+    assert hub["misses"] <= 2
+    # A regression guard, not the target: today ~0.14 (Ordóñez A) and ~0.19 (van Kasteren)
+    # false alarms a day; the product target is 0.05.
+    assert hub["false_per_day"] <= 0.25
