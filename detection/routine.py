@@ -53,6 +53,7 @@ DAYS = 120  # get-up, bedtime and day records kept
 BATH = 1024
 SLOT_S = 900.0  # a quarter of an hour
 SLOTS = 96
+MINUTES = 1440
 DAY_S = 86400.0
 KEEP_WEIGHT = 0.25  # observations older than two half-lives no longer set limits
 MIN_SPELL_S = 60.0
@@ -119,11 +120,6 @@ def on_the_clock(start: float, seconds: float, tz: ZoneInfo) -> float:
 
 def _is_weekend(ordinal: int) -> bool:
     return datetime.fromordinal(ordinal).weekday() >= 5
-
-
-def circular_distance(a: F64, b: float) -> F64:
-    d = np.abs(a - b) % DAY_S
-    return np.minimum(d, DAY_S - d)
 
 
 class Routine:
@@ -314,24 +310,30 @@ class Routine:
         places = self.sp_place[:n][keep]
         if self.icfg.method != "start":
             self._refresh_cover(tods, durs, places)
-        centres = (np.arange(SLOTS) + 0.5) * SLOT_S
+        # Spells binned by the minute of the day they began: the longest and the count per
+        # minute, then for each quarter-hour the window of minutes around its centre.
+        minutes = (tods // 60.0).astype(np.int64) % MINUTES
+        centres = ((np.arange(SLOTS) + 0.5) * (SLOT_S / 60.0)).astype(np.int64)
         for place in Place:
             mask = places == place
             if not mask.any():
                 continue
-            ptod = tods[mask]
-            pdur = durs[mask]
-            for slot, centre in enumerate(centres):
-                dist = circular_distance(ptod, float(centre))
-                for widen in (1.0, 2.0, 4.0):
-                    near = dist <= icfg.window * widen
-                    count = int(near.sum())
-                    if count >= icfg.min_samples:
-                        longest = float(pdur[near].max())
-                        limit = longest * icfg.margin + icfg.pad
-                        self.limits[place, slot] = min(icfg.ceiling, max(icfg.floor, limit))
-                        self.limit_counts[place, slot] = count
-                        break
+            longest = np.zeros(MINUTES)
+            np.maximum.at(longest, minutes[mask], durs[mask])
+            count = np.bincount(minutes[mask], minlength=MINUTES)
+            todo = np.ones(SLOTS, dtype=bool)
+            for widen in (1.0, 2.0, 4.0):
+                half = int(icfg.window * widen // 60.0)
+                window = (centres[:, None] + np.arange(-half, half + 1)[None, :]) % MINUTES
+                counts = count[window].sum(axis=1)
+                enough = todo & (counts >= icfg.min_samples)
+                if enough.any():
+                    limit = longest[window[enough]].max(axis=1) * icfg.margin + icfg.pad
+                    self.limits[place, enough] = np.clip(limit, icfg.floor, icfg.ceiling)
+                    self.limit_counts[place, enough] = counts[enough]
+                    todo &= ~enough
+                if not todo.any():
+                    break
 
     def _refresh_cover(self, tods: F64, durs: F64, places: npt.NDArray[np.int8]) -> None:
         """For each place and quarter-hour: the longest quiet so far seen at that time.
