@@ -188,7 +188,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"--incident: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    sim = simulate(args.days, args.seed, args.start, args.tz, args.profile, incidents)
+    try:
+        sim = simulate(args.days, args.seed, args.start, args.tz, args.profile, incidents)
+    except ValueError as err:  # incidents that cannot go together, days out of range
+        print(f"hub simulate: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     n = write_trace(args.output, sim.header, sim.events)
     write_labels(labels_path(args.output), sim.labels)
     print(f"{args.output}: {args.days} days, {n} events, {len(incidents)} incident(s)")

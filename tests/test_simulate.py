@@ -613,3 +613,18 @@ def test_parse_incident_refuses(text: str, message: str) -> None:
     """Malformed, impossible or out-of-range incidents raise ValueError saying why."""
     with pytest.raises(ValueError, match=message):
         parse_incident(text, START, TZ)
+
+
+def test_the_command_refuses_two_terminal_incidents_with_a_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from agent.cli import main
+
+    out = tmp_path / "x.jsonl"
+    code = main(
+        ["simulate", "--days", "14", "--incident", "fall@d5T10:00", "--incident", "no_wakeup@d9"]
+        + ["-o", str(out)]
+    )
+    assert code == 2
+    assert "at most one of" in capsys.readouterr().err
+    assert not out.exists()
