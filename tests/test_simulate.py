@@ -621,10 +621,8 @@ def test_the_command_refuses_two_terminal_incidents_with_a_message(
     from agent.cli import main
 
     out = tmp_path / "x.jsonl"
-    code = main(
-        ["simulate", "--days", "14", "--incident", "fall@d5T10:00", "--incident", "no_wakeup@d9"]
-        + ["-o", str(out)]
-    )
+    incidents = ["--incident", "fall@d5T10:00", "--incident", "no_wakeup@d9"]
+    code = main(["simulate", "--days", "14", *incidents, "-o", str(out)])
     assert code == 2
     assert "at most one of" in capsys.readouterr().err
     assert not out.exists()
