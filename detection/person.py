@@ -168,8 +168,7 @@ class PersonWatch(Detector):
         self.up_day = 0
         self.up_day_before = 0
         self.up_wall: float | None = None  # a get-up not yet confirmed
-        self.night_start = 0.0  # the longest quiet spell of the night so far: start, length
-        self.night_len = 0.0
+        self.night_len = 0.0  # the longest quiet in the bedroom tonight: a night at home
         self.bedtime: float | None = None  # when the person went to bed tonight
         self.left_bed: float | None = None  # out of the bedroom since, tonight
         # timers (monotonic): worked out lazily at the first wakeup of a quiet spell
@@ -235,7 +234,7 @@ class PersonWatch(Detector):
             if self.place in (Place.IN_BED, Place.BEDROOM) and quiet > self.night_len:
                 tod = routine.time_of_day(self.last_wall)
                 if tod >= _NIGHT_FROM or tod < _NIGHT_TO:
-                    self.night_start, self.night_len = self.last_wall, quiet
+                    self.night_len = quiet
         if synced:
             routine.observe_activity(wall)
         if place is not None:

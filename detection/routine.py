@@ -165,7 +165,6 @@ class Routine:
         self._last_slot_key = -1
         # derived
         self.limits = np.full((PLACES, SLOTS), np.nan)
-        self.limit_counts = np.zeros((PLACES, SLOTS), np.int32)
         # by the quarter-hour now: the longest quiet so far, at this hour, at this place
         self.cover = np.full((PLACES + 1, SLOTS), np.nan)  # last row: any place
         self.getup_limits: list[float | None] = [None, None]  # weekday, weekend
@@ -301,7 +300,6 @@ class Routine:
         icfg = self.icfg
         n = self.sp_n
         self.limits.fill(np.nan)
-        self.limit_counts.fill(0)
         if n == 0:
             return
         keep = self._weights(self.sp_day[:n]) >= KEEP_WEIGHT
@@ -330,7 +328,6 @@ class Routine:
                 if enough.any():
                     limit = longest[window[enough]].max(axis=1) * icfg.margin + icfg.pad
                     self.limits[place, enough] = np.clip(limit, icfg.floor, icfg.ceiling)
-                    self.limit_counts[place, enough] = counts[enough]
                     todo &= ~enough
                 if not todo.any():
                     break
