@@ -25,15 +25,11 @@ from pydantic import (
     field_validator,
 )
 
-from agent.detectconfig import DetectionConfig
+from agent.detectconfig import DetectionConfig, Section
 from agent.errors import ConfigError, Problem
 from agent.homemap import HomeMap
 from agent.messages import HubId, Mode
 from agent.units import Duration
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class HubSection(Section):

@@ -45,7 +45,7 @@ from agent.units import format_duration
 from detection.activity import BOTH_EDGES, PERSON_KINDS
 from detection.engine import INF, Detector, Engine, OpenAlert
 from detection.routine import PLACE_WORDS, SLOT_S, Place, Routine, on_the_clock
-from detection.timeofday import first_crossing, in_window
+from detection.timeofday import first_crossing, in_window, seconds_of_day
 
 QUIET = "inactivity"
 NOT_UP = "not_up"
@@ -326,8 +326,7 @@ class PersonWatch(Detector):
             self.left_bed = wall
 
     def _earliest(self) -> float:
-        t = self.cfg.wakeup.earliest
-        return t.hour * 3600.0 + t.minute * 60.0
+        return seconds_of_day(self.cfg.wakeup.earliest)
 
     def _resolve_on_movement(self, wall: float, place: Place | None, room: str) -> None:
         where = _where(place, room)
@@ -469,8 +468,7 @@ class PersonWatch(Detector):
             return INF
         usual = routine.usual_getup(day.ordinal)
         if usual is None:
-            t = self.cfg.wakeup.not_up_by
-            usual = t.hour * 3600.0 + t.minute * 60.0
+            usual = self._fixed_getup()
         date = datetime.fromordinal(day.ordinal).date()
         base = datetime.combine(date, time(0), tzinfo=self.clock.tz)
         at_wall = (base + timedelta(seconds=usual)).timestamp()
@@ -640,8 +638,7 @@ class PersonWatch(Detector):
         self.raise_alert(key, key, severity, since, room, summary, evidence)
 
     def _fixed_getup(self) -> float:
-        t = self.cfg.wakeup.not_up_by
-        return t.hour * 3600.0 + t.minute * 60.0
+        return seconds_of_day(self.cfg.wakeup.not_up_by)
 
     def on_acknowledged(self, alert: OpenAlert) -> None:
         if alert.key in _PERSON_ALERTS:

@@ -7,6 +7,11 @@ from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 
+def seconds_of_day(t: time) -> float:
+    """``t`` as seconds since midnight on the wall clock."""
+    return t.hour * 3600.0 + t.minute * 60.0 + t.second
+
+
 def in_window(t: time, start: time, end: time) -> bool:
     """``start <= t < end`` on a 24-hour dial; the window may cross midnight."""
     if start <= end:

@@ -60,6 +60,7 @@ from agent.homemap import Role
 from agent.messages import Mode, Severity
 from detection.activity import PERSON_KINDS, is_person_activity
 from detection.engine import INF, Detector, Engine
+from detection.timeofday import seconds_of_day
 
 log = logging.getLogger(__name__)
 
@@ -161,10 +162,6 @@ def _midnight(ordinal: int, tz: ZoneInfo) -> float:
     return datetime.combine(date.fromordinal(ordinal), time(0), tzinfo=tz).timestamp()
 
 
-def _seconds(t: time) -> float:
-    return t.hour * 3600.0 + t.minute * 60.0 + t.second
-
-
 def _capitalised(text: str) -> str:
     return text[:1].upper() + text[1:]
 
@@ -185,8 +182,8 @@ class FallRiskTrend(Detector):
         self._at = cfg.at
         self._min_days = cfg.min_days
         self._z = cfg.z
-        self._n0 = _seconds(cfg.night_start)
-        self._n1 = _seconds(cfg.night_end)
+        self._n0 = seconds_of_day(cfg.night_start)
+        self._n1 = seconds_of_day(cfg.night_end)
         self._crosses = self._n0 > self._n1  # the night window crosses midnight
 
         self._roles: dict[str, Role] = {
