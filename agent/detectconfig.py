@@ -87,6 +87,21 @@ class InactivityConfig(Section):
     )
     pad: Duration = Field(default=45 * M, ge=0, description="plus this much")
     min_samples: int = Field(default=4, ge=1, description="fewer comparable spells: pool wider")
+    night_learned: bool = Field(
+        default=False,
+        description="at night, also compare the quiet so far with the longest quiet so far "
+        "seen at that hour of the night (off: see docs/detection.md for its measured cost)",
+    )
+    night_margin: float = Field(default=2.0, ge=1.0, description="that longest quiet times this")
+    night_pad: Duration = Field(default=1.0 * H, ge=0, description="plus this much")
+    night_window: Duration = Field(
+        default=30 * M,
+        ge=0,
+        description="the longest quiet so far seen up to this long before the hour counts too",
+    )
+    night_min_days: int = Field(
+        default=7, ge=1, description="days seen at that hour before the night rule applies"
+    )
     floor: Duration = Field(default=2.0 * H, gt=0, description="a learned limit is never shorter")
     ceiling: Duration = Field(default=16.0 * H, gt=0, description="nor longer")
 

@@ -34,7 +34,7 @@ hour, no get-up or night-door rule, and no learning).
 from __future__ import annotations
 
 import math
-from datetime import datetime, time, timedelta
+from datetime import datetime, time, timedelta, tzinfo
 from typing import NamedTuple
 
 from agent.detectconfig import DetectionConfig
@@ -75,6 +75,7 @@ _PLACE_OF_ROLE: dict[Role, Place] = {
     Role.OTHER: Place.OTHER,
 }
 
+_SEES_INSIDE = frozenset({EventKind.MOTION, EventKind.PRESENCE})
 _BEDTIME_SLACK = 1800.0  # the night may begin this long before the earliest usual bedtime
 _BACK_TO_BED = 3600.0  # back in bed within this after getting up: a night visit
 _SAME_PASSAGE = 60.0  # door events this close are one passage (open, close)
@@ -128,6 +129,11 @@ def _role_at(place: Place, role: Role) -> Role:
     return role
 
 
+def _utc_offset(wall: float, tz: tzinfo) -> float:
+    offset = datetime.fromtimestamp(wall, tz=tz).utcoffset()
+    return offset.total_seconds() if offset is not None else 0.0
+
+
 def _tod(seconds: float) -> str:
     seconds %= 86400
     return f"{int(seconds // 3600):02d}:{int(seconds % 3600 // 60):02d}"
@@ -149,6 +155,7 @@ class PersonWatch(Detector):
         self.activity_sensors = {sid for sid, s in self.sensors.items() if s.place_on is not None}
         self.offline: set[str] = set()
         self.has_bed_mat = any(s.role is Role.BED for s in self.home.sensors.values())
+        self.bath_seen_inside = False  # a bathroom sensor that sees the person inside
         # where and when the person was last seen
         self.place: Place | None = None
         self.role: Role | None = None
@@ -214,6 +221,8 @@ class PersonWatch(Detector):
         else:
             return  # a motion sensor clearing says nothing about the person
         self.offline.discard(event.sensor)
+        if place is Place.BATHROOM and kind in _SEES_INSIDE:
+            self.bath_seen_inside = True
         if kind is EventKind.BUTTON:
             place = None  # a pendant's button: the person, but not where
         if place is not None and sensor.holds is not None and sensor.holds is self.place:
@@ -441,22 +450,50 @@ class PersonWatch(Detector):
             return tod >= start or morning
         return start <= tod and morning
 
-    def _cover_deadline(self, place: Place) -> tuple[float, float] | None:
+    def _cover_deadline(self, place: Place, night: bool = False) -> tuple[float, float] | None:
         """The first moment the quiet exceeds the longest seen at that time of day."""
         routine = self.routine
         routine.refresh()
         a = self.last_wall
         t = a
+        icfg = self.icfg
+        tz = self.clock.tz
+        offset = _utc_offset(a, tz)
         for _ in range(2 * 96):
             tod = routine.time_of_day(t)
-            limit = routine.cover_limit(place, tod)
+            if night:
+                longest = routine.night_longest(tod)
+                limit = None if longest is None else longest * icfg.night_margin + icfg.night_pad
+            else:
+                limit = routine.cover_limit(place, tod)
             slot_end = t + (SLOT_S - tod % SLOT_S)
             if limit is not None:
+                # Across a daylight-saving change the hour of the night and the time since
+                # differ by the change: what happens "at 02:00" may come an hour later or
+                # sooner. Allow the hour rather than raise a night's alarm over it.
+                limit += abs(_utc_offset(t, tz) - offset)
                 when = max(t, a + limit)
                 if when < slot_end:
                     return self.last_mono + (when - a), limit
             t = slot_end
         return None
+
+    def _night_deadline(self) -> tuple[float, float] | None:
+        """When the night's quiet outlasts every night seen, at that hour of the night.
+
+        Sleep is no alarm, but a night has its own rhythm: someone who always gets up to
+        the toilet by four is not asleep as usual at six without having been seen. The
+        quiet so far is compared with the longest quiet so far seen at each quarter-hour
+        (and the half-hour before it), wherever it began; earlier than the get-up rule when
+        the nights are regular. Off unless configured: with few nights learned, a person
+        who stirs at random gives it false alarms (docs/detection.md has the figures).
+        """
+        place = self.place
+        if not self.icfg.night_learned or place is None or not self.last_synced:
+            return None
+        if not self.routine.ready:
+            return None
+        return self._cover_deadline(place, night=True)
 
     def _notup_deadline(self, now_wall: float, now_mono: float) -> float:
         """Monotonic moment of today's get-up limit, or inf when it does not apply."""
@@ -485,6 +522,7 @@ class PersonWatch(Detector):
         if self.engine.mode is not Mode.NORMAL or math.isinf(self.last_mono):
             return out
         cfg = self.cfg
+        asleep = self._maybe_asleep()
         if self.door_mono is not None:
             if not self.away:
                 out["away"] = self.door_mono + cfg.away.after
@@ -495,16 +533,29 @@ class PersonWatch(Detector):
                     out[DOOR_NIGHT] = self.door_mono + cfg.night_exit.after
         elif self.icfg.enabled:
             deadline, limit, learned = self._quiet_deadline()
-            if self._maybe_asleep():
+            self._limits["night"] = 0.0
+            if asleep:
                 # a night in bed is sleep: the get-up rule speaks first
                 notup = self._notup_deadline(self.clock.wall(), now)
                 if not math.isinf(notup) and notup > deadline:
                     limit += notup - deadline
                     deadline = notup
+                night = self._night_deadline()
+                if night is not None and night[0] < deadline:
+                    deadline, limit = night
+                    self._limits["night"] = 1.0
             out[QUIET] = deadline
             self._limits[QUIET] = limit
             self._limits["learned"] = 1.0 if learned else 0.0
-        if self.bath_mono is not None and self.place is Place.BATHROOM and cfg.bathroom.enabled:
+        # Without a bed mat, a bathroom seen only by its door may have been left for bed
+        # unseen: at night its quiet is left to the night and get-up rules.
+        unseen_bed = asleep and not self.has_bed_mat and not self.bath_seen_inside
+        if (
+            self.bath_mono is not None
+            and self.place is Place.BATHROOM
+            and cfg.bathroom.enabled
+            and not unseen_bed
+        ):
             limit = self.routine.usual_bath() or cfg.bathroom.limit
             self._limits[BATH] = limit
             out[BATH] = self.bath_mono + limit
@@ -596,12 +647,19 @@ class PersonWatch(Detector):
             evidence["sensors_down"] = down
         if key == QUIET:
             limit = self._limits.get(QUIET, quiet)
-            how = "usual longest here at this time" if self._limits.get("learned") else "limit"
             evidence["limit_min"] = round(limit / 60)
-            summary = (
-                f"No activity for {format_duration(quiet)}, last seen {where}; the {how} "
-                f"is {format_duration(limit)}.{note}"
-            )
+            if self._limits.get("night"):
+                how = "at this hour of the night the longest usual quiet with margin is"
+                summary = (
+                    f"No activity for {format_duration(quiet)}, last seen {where}; {how} "
+                    f"{format_duration(limit)}.{note}"
+                )
+            else:
+                how = "usual longest here at this time" if self._limits.get("learned") else "limit"
+                summary = (
+                    f"No activity for {format_duration(quiet)}, last seen {where}; the {how} "
+                    f"is {format_duration(limit)}.{note}"
+                )
             room = self.room
             severity = Severity.URGENT
         elif key == NOT_UP:

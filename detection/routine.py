@@ -167,6 +167,7 @@ class Routine:
         self.limits = np.full((PLACES, SLOTS), np.nan)
         # by the quarter-hour now: the longest quiet so far, at this hour, at this place
         self.cover = np.full((PLACES + 1, SLOTS), np.nan)  # last row: any place
+        self.cover_count = np.zeros(SLOTS, np.int32)  # quiet spells seen in each quarter
         self.getup_limits: list[float | None] = [None, None]  # weekday, weekend
         self.sleep_limit: float | None = None  # longest usual night plus the margin
         self.bath_limit: float | None = None
@@ -306,8 +307,7 @@ class Routine:
         tods = self.sp_tod[:n][keep]
         durs = self.sp_dur[:n][keep]
         places = self.sp_place[:n][keep]
-        if self.icfg.method != "start":
-            self._refresh_cover(tods, durs, places)
+        self._refresh_cover(tods, durs, places)
         # Spells binned by the minute of the day they began: the longest and the count per
         # minute, then for each quarter-hour the window of minutes around its centre.
         minutes = (tods // 60.0).astype(np.int64) % MINUTES
@@ -347,18 +347,44 @@ class Routine:
             quiet = np.minimum(ends - tod, dur)
             idx = np.arange(first, first + len(ends)) % SLOTS
             np.maximum.at(longest[place], idx, quiet)
-            np.maximum.at(longest[PLACES], idx, quiet)
             np.add.at(count[place], idx, 1)
-            np.add.at(count[PLACES], idx, 1)
+            if place != Place.DOOR:  # out of the house: no measure of quiet at home
+                np.maximum.at(longest[PLACES], idx, quiet)
+                np.add.at(count[PLACES], idx, 1)
         need = icfg.min_samples
         cover = np.full((PLACES + 1, SLOTS), np.nan)
         for row in range(PLACES + 1):
             ok = count[row] >= need
             cover[row, ok] = longest[row, ok]
-        self.cover = np.clip(cover * icfg.margin + icfg.pad, icfg.floor, icfg.ceiling)
+        self.cover = cover
+        self.cover_count = count[PLACES]
 
     def cover_limit(self, place: Place, tod: float) -> float | None:
         """The limit of the quiet so far at ``tod`` for a person last seen at ``place``."""
+        longest = self.cover_longest(place, tod)
+        if longest is None:
+            return None
+        icfg = self.icfg
+        return min(icfg.ceiling, max(icfg.floor, longest * icfg.margin + icfg.pad))
+
+    def night_longest(self, tod: float) -> float | None:
+        """The longest quiet so far seen at ``tod``, wherever it began, if seen often enough.
+
+        Each day adds one quiet spell to every quarter-hour (the one going on then), so
+        the count is the days seen at that time: fewer than ``night_min_days`` and the
+        longest is not yet a fair measure of the person's nights.
+        """
+        slot = min(SLOTS - 1, int(tod // SLOT_S))
+        if self.cover_count[slot] < self.icfg.night_min_days:
+            return None
+        half = int(self.icfg.night_window // SLOT_S)
+        row = self.cover[PLACES].take(range(slot - half, slot + 1), mode="wrap")
+        if np.isnan(row).all():
+            return None
+        return float(np.nanmax(row))
+
+    def cover_longest(self, place: Place, tod: float) -> float | None:
+        """The longest quiet so far seen at ``tod`` after the person was last at ``place``."""
         slot = min(SLOTS - 1, int(tod // SLOT_S))
         value = self.cover[place, slot]
         if np.isnan(value):

@@ -777,11 +777,17 @@ def test_the_bathroom_limit_is_learned_from_the_usual_stays(
     )
 
 
+NO_NIGHT_RULE = DetectionConfig.model_validate({"inactivity": {"night_learned": False}})
+NIGHT_RULE = DetectionConfig.model_validate(
+    {"inactivity": {"night_learned": True, "night_margin": 1.0, "night_window": 0}}
+)
+
+
 def test_a_learned_night_in_bed_does_not_alarm_before_the_learned_get_up_limit(
     learned_run: tuple[list[SensorEvent], date],
 ) -> None:
     events, _ = learned_run
-    run = Run()
+    run = Run(NO_NIGHT_RULE)
     run.feed_all([*upto(events, "2026-11-12T22:56:00"), ev("2026-11-12T23:00:00", "bed")])
     routine = run.watch.routine
     getup = routine.usual_getup(date(2026, 11, 13).toordinal())
@@ -802,12 +808,56 @@ def test_a_learned_night_in_bed_raises_not_up_at_the_learned_get_up_limit(
     learned_run: tuple[list[SensorEvent], date],
 ) -> None:
     events, _ = learned_run
-    run = Run()
+    run = Run(NO_NIGHT_RULE)
     run.feed_all([*upto(events, "2026-11-12T22:56:00"), ev("2026-11-12T23:00:00", "bed")])
     run.until("2026-11-13T08:02:00")
     (raised,) = run.alerts
     assert raised.kind == "not_up"
     assert "by 08:02 (usual latest plus margin)" in raised.summary
+
+
+def test_a_usual_night_raises_nothing(learned_run: tuple[list[SensorEvent], date]) -> None:
+    events, _ = learned_run
+    run = Run(NIGHT_RULE)
+    run.feed_all(upto(events, "2026-11-13T06:59:00"))
+    run.until("2026-11-13T06:59:00")
+    assert run.alerts == []
+
+
+def test_a_night_without_its_usual_stirring_raises_inactivity_at_that_hour(
+    learned_run: tuple[list[SensorEvent], date],
+) -> None:
+    # every night the bedroom sees the person turn over at 02:00 and 04:30; tonight the
+    # person went to bed at 23:00 and nothing moved since
+    events, _ = learned_run
+    run = Run(NIGHT_RULE)
+    run.feed_all([*upto(events, "2026-11-12T22:56:00"), ev("2026-11-12T23:00:00", "bed")])
+    routine = run.watch.routine
+    longest = routine.cover_longest(Place.IN_BED, 2 * H + 20 * M)
+    # by 02:30 no usual night has been quiet for more than the 30 min since turning over
+    assert longest == 30 * M
+    run.until("2026-11-13T02:14:59")  # until then the quiet since 23:00 was usual
+    assert run.alerts == []
+    run.until("2026-11-13T02:15:00")  # 3 h 15 min against 30 min plus the hour's pad
+    (raised,) = run.alerts
+    assert (raised.kind, raised.severity) == ("inactivity", Severity.URGENT)
+    assert raised.since == at("2026-11-12T23:00:00")
+    assert raised.at == at("2026-11-13T02:15:00")
+    assert raised.evidence == {"quiet_min": 195, "limit_min": 90}
+    assert "at this hour of the night the longest usual quiet with margin is" in raised.summary
+    # the person is seen again: the alert resolves
+    run.feed(ev("2026-11-13T03:40:00", "bedroom"))
+    assert [m.state for m in run.alerts] == [AlertState.RAISED, AlertState.RESOLVED]
+
+
+def test_without_the_night_rule_the_same_night_waits_for_the_get_up_limit(
+    learned_run: tuple[list[SensorEvent], date],
+) -> None:
+    events, _ = learned_run
+    run = Run(NO_NIGHT_RULE)
+    run.feed_all([*upto(events, "2026-11-12T22:56:00"), ev("2026-11-12T23:00:00", "bed")])
+    run.until("2026-11-13T07:00:00")
+    assert run.alerts == []
 
 
 # ---- 11. daylight saving -------------------------------------------------------------------
@@ -884,7 +934,7 @@ def test_a_learned_routine_keeps_working_across_the_change(
     assert run.watch.routine.ready
     assert run.alerts == []  # the change night and the day after are as normal as the rest
     # the same routine up to the evening of the change, then a night without getting up
-    run = Run()
+    run = Run(NO_NIGHT_RULE)
     run.feed_all([*upto(events, f"{change_night}T22:56:00"), ev(quiet_bed, "bed")])
     run.until(ts_local(ts(getup) - 1))
     assert run.alerts == []
@@ -892,6 +942,12 @@ def test_a_learned_routine_keeps_working_across_the_change(
     raised = run.raised()
     assert len(raised) == 1
     assert raised[0].at.isoformat() == getup  # the learned 08:02, on the wall of that day
+    # with the night rule, the missing stirring of the night is noticed within the night
+    run = Run(NIGHT_RULE)
+    run.feed_all([*upto(events, f"{change_night}T22:56:00"), ev(quiet_bed, "bed")])
+    run.until(ts_local(ts(getup) + 6 * H))
+    (night,) = run.raised()
+    assert night.kind == "inactivity" and night.at.timestamp() < ts(getup)
 
 
 # ---- 12. an unsynchronised wall clock ------------------------------------------------------
