@@ -1,8 +1,9 @@
-"""Outbound and inbound messages: the only things that cross the home's boundary.
+"""Outbound messages: the only things that leave the home.
 
 Every outbound model forbids extra fields and carries conclusions and a few derived
 numbers, never event sequences or timelines. The uplink refuses anything that is not one
 of ``OUTBOUND`` (see ``agent.uplink``). Version 1; a breaking change makes version 2.
+The commands that come in from the centre are models too, in ``agent.commands``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ HubId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
 AlertId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,96}$")]
 EvidenceKey = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 Short = Annotated[str, StringConstraints(max_length=64)]
+#: the id the centre gives a command, echoed in its reply
+CommandId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
 
 
 class Severity(StrEnum):
@@ -108,9 +111,34 @@ class StatusMessage(_Out):
     version: Short
 
 
-Outbound = AlertMessage | HeartbeatMessage | StatusMessage
+class Outcome(StrEnum):
+    DONE = "done"
+    REJECTED = "rejected"
 
-OUTBOUND: tuple[type[BaseModel], ...] = (AlertMessage, HeartbeatMessage, StatusMessage)
+
+class ReplyMessage(_Out):
+    """The outcome of one command from the centre: its id, done or rejected and why.
+
+    Nothing about the home: the reason says what was wrong with the command or why it
+    could not be carried out (``no open alert <id>``), never what the sensors saw.
+    """
+
+    TOPIC: ClassVar[str] = "reply"
+
+    id: CommandId | None = None  # absent when the command was too broken to name one
+    outcome: Outcome
+    reason: Annotated[str, StringConstraints(max_length=200)] | None = None
+    at: AwareDatetime
+
+
+Outbound = AlertMessage | HeartbeatMessage | StatusMessage | ReplyMessage
+
+OUTBOUND: tuple[type[BaseModel], ...] = (
+    AlertMessage,
+    HeartbeatMessage,
+    StatusMessage,
+    ReplyMessage,
+)
 
 
 def encode(message: Outbound) -> bytes:

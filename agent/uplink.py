@@ -18,6 +18,17 @@ alert}``; ``status`` is retained, "online" on every connection (the birth) and
 on a clean stop. Reconnection backs off exponentially with full jitter, so that a
 fleet does not return in lockstep after a broker restart.
 
+Commands: once the runtime has registered a handler (``on_command``), every connection
+subscribes at QoS 1 to ``<prefix>/<hub_id>/cmd/#`` (retained messages are not sent to
+it, and one that arrives anyway is dropped). ``on_message`` runs inside paho's read, on
+the loop's thread: it only puts the command name and payload in a bounded queue (a
+command that finds it full is dropped and counted; the centre retries). A task hands
+each one to the handler and queues the reply it returns; the pump publishes replies on
+``<prefix>/<hub_id>/reply``, QoS 1, before the next outbox batch. Replies are kept in
+memory only: one lost to a restart is a command the centre sends again. The CONNECT
+asks the broker for no packet over ``MAX_INBOUND`` bytes, so a huge command never
+reaches the hub's memory.
+
 Only payloads that are exactly an outbound model's encoding are ever published; logs
 name the hub and the item, never the contents of an alert.
 """
@@ -32,6 +43,8 @@ import math
 import random
 import socket
 import ssl
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final, Protocol
@@ -41,12 +54,13 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
 from pydantic import ValidationError
 
 from agent.clock import Clock, local_time
 from agent.config import MemoryUplinkConfig, MqttUplinkConfig, TlsConfig, UplinkConfig
 from agent.errors import HubError
-from agent.messages import AlertMessage, HeartbeatMessage, StatusMessage, encode
+from agent.messages import AlertMessage, HeartbeatMessage, ReplyMessage, StatusMessage, encode
 from agent.outbox import ALERT, HEARTBEAT, Outbox, OutboxItem
 
 if TYPE_CHECKING:
@@ -60,6 +74,12 @@ _MODELS: Final[dict[str, type[AlertMessage] | type[HeartbeatMessage]]] = {
     ALERT: AlertMessage,
     HEARTBEAT: HeartbeatMessage,
 }
+COMMAND_QUEUE: Final = 32  # commands read but not yet handled; more are dropped
+REPLY_QUEUE: Final = 64  # replies not yet acknowledged by the broker; the oldest go first
+MAX_INBOUND: Final = 64 * 1024  # bytes; the largest packet the broker may send the hub
+
+#: handles one command: the name after ``cmd/`` and the payload in, the reply out
+CommandHandler = Callable[[str, bytes], ReplyMessage]
 
 
 class RefusedPayload(HubError):
@@ -81,6 +101,11 @@ class UplinkStats:
     refused: int = 0  # outbox items that were not an outbound model (dropped unpublished)
     last_ack_wall: float | None = None  # wall time of the last acknowledgement
     last_retry_delay: float | None = None  # seconds chosen before the last reconnect
+    subscriptions: int = 0  # command subscriptions the broker granted (once per connection)
+    commands: int = 0  # commands received and queued for the handler
+    commands_dropped: int = 0  # commands dropped unhandled (queue full, retained)
+    replies: int = 0  # replies acknowledged by the broker
+    replies_dropped: int = 0  # replies given up: refused by the broker, or queue full
 
 
 class Uplink(Protocol):
@@ -102,11 +127,34 @@ class Uplink(Protocol):
         """Say goodbye to the broker (where there is one) and stop."""
         ...
 
+    def on_command(self, handler: CommandHandler) -> None:
+        """Hand every command from the centre to ``handler``; publish the reply it returns."""
+        ...
+
     @property
     def connected(self) -> bool: ...
 
     @property
     def stats(self) -> UplinkStats: ...
+
+
+def checked_reply(reply: ReplyMessage) -> bytes:
+    """The reply's encoding, once it is proven to be exactly a ``ReplyMessage``.
+
+    The same gate as ``checked_payload``: the exact type (a subclass could carry more),
+    and bytes that parse back as the model and re-encode the same. ``RefusedPayload``
+    otherwise.
+    """
+    if type(reply) is not ReplyMessage:
+        raise RefusedPayload(f"a reply must be a ReplyMessage, not {type(reply).__name__}")
+    payload = encode(reply)
+    try:
+        again = ReplyMessage.model_validate_json(payload)
+    except ValidationError as err:
+        raise RefusedPayload(f"not a valid ReplyMessage ({err.error_count()} errors)") from err
+    if encode(again) != payload:
+        raise RefusedPayload("not the exact encoding of a ReplyMessage")
+    return payload
 
 
 def checked_payload(item: OutboxItem) -> bytes:
@@ -143,7 +191,11 @@ def backoff_delay(attempt: int, low: float, high: float, rng: random.Random) -> 
 
 
 class MemoryUplink:
-    """Publishes into ``sent`` at once: takes batches and accepts them. For benchmarks and tests."""
+    """Publishes into ``sent`` at once: takes batches and accepts them. For benchmarks and tests.
+
+    ``command`` plays a command from the centre: the handler's reply goes into ``sent``
+    (as ``reply``) through the same gate as on a broker.
+    """
 
     def __init__(self, outbox: Outbox, clock: Clock | None = None, batch_size: int = BATCH) -> None:
         self._outbox = outbox
@@ -151,7 +203,21 @@ class MemoryUplink:
         self._batch_size = batch_size
         self._stats = UplinkStats()
         self._started = False
+        self._handler: CommandHandler | None = None
         self.sent: list[tuple[str, bytes]] = []  # (topic suffix, payload) in publish order
+
+    def on_command(self, handler: CommandHandler) -> None:
+        self._handler = handler
+
+    def command(self, name: str, payload: bytes) -> bytes:
+        """The command ``cmd/<name>`` arrives; the reply's bytes, as published."""
+        if self._handler is None:
+            raise RuntimeError("no command handler is registered")
+        self._stats.commands += 1
+        reply = checked_reply(self._handler(name, payload))
+        self.sent.append((ReplyMessage.TOPIC, reply))
+        self._stats.replies += 1
+        return reply
 
     @property
     def connected(self) -> bool:
@@ -306,7 +372,15 @@ class MqttUplink:
         base = f"{config.prefix}/{hub_id}"
         self._status_topic = f"{base}/{StatusMessage.TOPIC}"
         self._topics = {ALERT: f"{base}/{ALERT}", HEARTBEAT: f"{base}/{HEARTBEAT}"}
+        self._reply_topic = f"{base}/{ReplyMessage.TOPIC}"
+        self._command_filter = f"{base}/cmd/#"
+        self._command_prefix = f"{base}/cmd/"
         self._stats = UplinkStats()
+        self._handler: CommandHandler | None = None
+        self._commands: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(COMMAND_QUEUE)
+        self._replies: deque[bytes] = deque()
+        self._reply_turn = True
+        self._dropping = False  # the command queue was full; cleared once it empties
 
         self._client = _PahoClient(config.client_id or hub_id)
         self._client.enable_logger(logging.getLogger(f"{__name__}.paho"))
@@ -314,6 +388,8 @@ class MqttUplink:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_publish = self._on_publish
+        self._client.on_message = self._on_message
+        self._client.on_subscribe = self._on_subscribe
         self._client.on_socket_open = self._on_socket_open
         self._client.on_socket_close = self._on_socket_close
         self._client.on_socket_register_write = self._on_socket_register_write
@@ -366,16 +442,24 @@ class MqttUplink:
         self._tasks = [
             asyncio.create_task(self._connection_loop(), name=f"uplink-connect-{self._hub}"),
             asyncio.create_task(self._pump(), name=f"uplink-pump-{self._hub}"),
+            asyncio.create_task(self._serve_commands(), name=f"uplink-commands-{self._hub}"),
         ]
         log.info("hub %s: uplink to %s started", self._hub, self._where)
 
     def notify(self) -> None:
         self._wake.set()
 
+    def on_command(self, handler: CommandHandler) -> None:
+        """Subscribe to the hub's commands (now, if connected, and on every connection)."""
+        self._handler = handler
+        if self.connected:
+            self._subscribe_commands()
+
     async def drain(self, timeout: float) -> bool:
+        """Wait until the outbox and the replies are sent; False on timeout."""
         try:
             async with asyncio.timeout(timeout):
-                while self._outbox.depth() > 0:
+                while self._outbox.depth() > 0 or self._replies:
                     self._progress.clear()
                     self._wake.set()
                     await self._progress.wait()
@@ -416,6 +500,8 @@ class MqttUplink:
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         # The Will waits will_delay only while the session lives: keep it at least as long.
         props.SessionExpiryInterval = math.ceil(self._config.will_delay)
+        # Only commands come in: the broker drops anything bigger rather than send it.
+        props.MaximumPacketSize = MAX_INBOUND
         return props
 
     def _will_properties(self) -> Properties:
@@ -631,7 +717,16 @@ class MqttUplink:
             else:
                 await self._after_failure(result, detail, "status")
             return
+        # Replies and outbox batches take turns: a flood of commands cannot hold alerts back.
+        if self._replies and self._reply_turn:
+            self._reply_turn = False
+            await self._send_reply()
+            self._progress.set()
+            return
+        self._reply_turn = True
         batch = self._outbox.take(self._batch_size)
+        if not batch and self._replies:
+            return  # their turn is next
         if not batch:
             self._progress.set()
             self._wake.clear()
@@ -717,6 +812,66 @@ class MqttUplink:
         else:
             log.debug("hub %s: %s not acknowledged: %s", self._hub, what, detail)
 
+    async def _send_reply(self) -> None:
+        """Publish the oldest reply; it waits for the next connection when this one fails."""
+        result, detail = await self._publish(self._reply_topic, self._replies[0], False, None)
+        if result is _Result.ACKED:
+            self._replies.popleft()
+            self._stats.replies += 1
+            self._streak = 0
+        elif result is _Result.REFUSED:
+            # Sending it again would be refused again, and hold up the alerts behind it.
+            self._replies.popleft()
+            self._stats.replies_dropped += 1
+            log.warning(
+                "hub %s: a reply was refused by the broker (%s), dropped; does the broker "
+                "let the hub write its reply topic?",
+                self._hub,
+                detail,
+            )
+        else:
+            await self._after_failure(result, detail, "reply")
+
+    # -- commands -------------------------------------------------------------------------
+
+    def _subscribe_commands(self) -> None:
+        """Subscribe to ``cmd/#`` at QoS 1; the broker keeps retained commands to itself."""
+        options = SubscribeOptions(
+            qos=1, noLocal=True, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND
+        )
+        rc, _mid = self._client.subscribe(self._command_filter, options=options)
+        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            log.warning(
+                "hub %s: could not subscribe to commands: %s", self._hub, mqtt.error_string(rc)
+            )
+
+    async def _serve_commands(self) -> None:
+        """Hand each queued command to the handler and queue its reply for the pump."""
+        while True:
+            name, payload = await self._commands.get()
+            handler = self._handler
+            if handler is None:
+                continue
+            try:
+                reply = checked_reply(handler(name, payload))
+            except RefusedPayload as err:
+                self._stats.refused += 1
+                log.error("hub %s: a reply was refused, not published: %s", self._hub, err)
+                continue
+            except Exception:  # a bug must not end the command service
+                log.exception("hub %s: a command could not be handled", self._hub)
+                continue
+            finally:
+                if self._commands.empty() and self._dropping:
+                    self._dropping = False
+                    log.warning("hub %s: commands are taken again", self._hub)
+            if len(self._replies) >= REPLY_QUEUE:
+                self._stats.replies_dropped += 1
+                log.warning("hub %s: too many replies waiting; one was dropped", self._hub)
+                continue
+            self._replies.append(reply)
+            self._wake.set()
+
     async def _publish_status(self, state: str) -> tuple[_Result, str]:
         at: datetime | None = None
         if self._clock.wall_synced():
@@ -777,6 +932,61 @@ class MqttUplink:
         self._lost.clear()
         self._connected.set()
         self._wake.set()
+        if self._handler is not None:
+            self._subscribe_commands()
+
+    def _on_subscribe(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        refused = [str(rc) for rc in reason_codes if rc.is_failure]
+        if refused:
+            log.error(
+                "hub %s: the broker refused the subscription to %s (%s): commands from the "
+                "centre cannot arrive; check the broker's ACL",
+                self._hub,
+                self._command_filter,
+                ", ".join(refused),
+            )
+        else:
+            self._stats.subscriptions += 1
+            log.debug("hub %s: subscribed to %s", self._hub, self._command_filter)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        """A command: only queued here, inside paho's read; ``_serve_commands`` handles it."""
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:  # paho cannot name it; it cannot be a command of ours
+            topic = ""
+        if topic == self._command_prefix[:-1]:
+            name = ""  # "cmd" itself: an unknown command, answered as such
+        elif topic.startswith(self._command_prefix):
+            name = topic[len(self._command_prefix) :]
+        else:
+            self._stats.commands_dropped += 1
+            log.warning("hub %s: a message outside %s was dropped", self._hub, self._command_filter)
+            return
+        if message.retain:
+            self._stats.commands_dropped += 1
+            log.warning("hub %s: a retained command was dropped, not executed", self._hub)
+            return
+        try:
+            self._commands.put_nowait((name, bytes(message.payload)))
+        except asyncio.QueueFull:
+            self._stats.commands_dropped += 1
+            if not self._dropping:
+                self._dropping = True
+                log.warning(
+                    "hub %s: %d commands wait already; more are dropped until they are handled",
+                    self._hub,
+                    COMMAND_QUEUE,
+                )
+            return
+        self._stats.commands += 1
 
     def _on_disconnect(
         self,
