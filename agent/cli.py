@@ -101,6 +101,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as err:
         print(err, file=sys.stderr)
         return EXIT_BAD_INPUT
+    except HubError as err:  # the outbox file is from a newer agent, for one
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_FAILED
     return _run_runtime(runtime)
 
 
@@ -124,6 +127,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
         except TraceError as err:
             print(f"cannot replay: {err}", file=sys.stderr)
             return EXIT_BAD_INPUT
+        except HubError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return EXIT_FAILED
         return _run_runtime(runtime)
 
 

@@ -39,7 +39,11 @@ class HubSection(Section):
         default="auto",
         description="auto asks the kernel whether NTP has synchronised the clock",
     )
-    mode: Mode = Mode.NORMAL
+    mode: Mode = Field(
+        default=Mode.NORMAL,
+        description="the mode of a new hub; once the centre has set one, a restart keeps "
+        "that (with an [outbox] path)",
+    )
 
     @field_validator("timezone")
     @classmethod
@@ -97,8 +101,13 @@ UplinkConfig = Annotated[
 
 
 class OutboxConfig(Section):
-    """Messages waiting for the broker; kept in memory in this version."""
+    """Messages waiting for the broker, and what the engine must keep across a restart."""
 
+    path: Path | None = Field(
+        default=None,
+        description="SQLite file: waiting alerts, open alerts, sequence numbers and the mode "
+        "survive a restart; none keeps them in memory, lost at a restart",
+    )
     max_bytes: int = Field(default=16 * 1024 * 1024, ge=64 * 1024)
 
 

@@ -17,8 +17,9 @@ import math
 import random
 import shutil
 import signal
+import sqlite3
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,8 +27,9 @@ from pathlib import Path
 
 from agent import __version__
 from agent.clock import Clock, LiveClock, SimClock
+from agent.commands import Commands
 from agent.config import Config, DriverConfig
-from agent.errors import ConfigError, Problem
+from agent.errors import ConfigError, Problem, TransientError
 from agent.events import SensorEvent
 from agent.health import BATTERY_KINDS, SensorHealth
 from agent.homemap import HomeMap
@@ -35,14 +37,15 @@ from agent.messages import (
     AlertMessage,
     HeartbeatMessage,
     OutboxHealth,
+    ReplyMessage,
     SensorCounts,
 )
-from agent.outbox import Outbox
-from agent.outbox.memory import MemoryOutbox
+from agent.outbox import Outbox, open_outbox
 from agent.store import EventStore
 from agent.uplink import Uplink, make_uplink
 from detection.engine import Engine
 from detection.keeper import RoutineKeeper
+from detection.saved import EngineStateKeeper
 from drivers import registry
 from drivers.base import Driver, DriverContext, DriverHealth
 
@@ -51,6 +54,8 @@ log = logging.getLogger(__name__)
 DRIVER_BACKOFF_MIN = 1.0
 DRIVER_BACKOFF_MAX = 300.0
 DISK_CHECK_INTERVAL = 60.0
+STORE_RETRY = 30  # seconds between tries to store an alert the outbox refused
+STORE_WARN_EVERY = 600.0  # and between the messages that say so
 DRIVER_STABLE_AFTER = 60.0  # seconds of running after which a failure backs off from the start
 
 
@@ -89,7 +94,11 @@ class Runtime:
             clock = SimClock(config.zone) if self.replay else LiveClock(config.zone, forced)
         self.clock = clock
         self.home = home if home is not None else config.home
-        self.outbox = outbox if outbox is not None else MemoryOutbox(config.outbox.max_bytes)
+        self.outbox = (
+            outbox
+            if outbox is not None
+            else open_outbox(config.outbox.path, config.outbox.max_bytes)
+        )
         self.uplink = (
             uplink
             if uplink is not None
@@ -105,15 +114,25 @@ class Runtime:
             if store.path is not None
             else None
         )
+        # What the engine promised before a restart (open alerts, numbers, mode) is kept
+        # in the outbox, written with every alert: see detection.saved.
+        self.state_keeper = EngineStateKeeper(self.outbox)
+        saved = self.state_keeper.load(config.hub.mode)
         self.engine = Engine(
             config.hub.id,
             self.clock,
             self.home,
             config.detection,
             self._on_alert,
-            mode=config.hub.mode,
+            mode=saved.mode if saved is not None else config.hub.mode,
+            seq_start=saved.seq if saved is not None else 1,
         )
+        if saved is not None:
+            self.engine.restore(saved)
+        self.engine.on_state_change = self._on_engine_state
         self.routine_keeper = RoutineKeeper.for_engine(self.engine, config.detection.routine)
+        self.commands = Commands(self.engine, self.clock)
+        self.uplink.on_command(self._on_command)
         self.driver_health: dict[str, DriverHealth] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._replan = asyncio.Event()
@@ -126,6 +145,10 @@ class Runtime:
         self._disk_free = -1
         self._disk_checked = -math.inf
         self._replay_error: BaseException | None = None
+        self._unstored: deque[AlertMessage] = deque()  # alerts the outbox could not take yet
+        self._store_retry = -math.inf
+        self._store_warned = -math.inf
+        self._beat_warned = -math.inf
 
     # ---- the hot path ----------------------------------------------------------------
     def emit(self, event: SensorEvent) -> None:
@@ -174,23 +197,80 @@ class Runtime:
 
     def _on_alert(self, message: AlertMessage) -> None:
         self.stats.alerts[f"{message.kind}:{message.state.value}"] += 1
-        self.outbox.add(message, self.clock.wall())
-        self.uplink.notify()
+        self._unstored.append(message)
+        self._store_alerts()
         if self.alert_hook is not None:
             self.alert_hook(message)
+
+    def _store_alerts(self) -> None:
+        """Store the alerts not yet stored, in order; a full disk keeps them for later.
+
+        Each goes with the engine's state after it, in the same transaction. An alert the
+        outbox refused (a full disk, an unwritable file) stays in memory, ahead of any
+        newer one, and is tried again at least every ``STORE_RETRY`` seconds.
+        """
+        unstored = self._unstored
+        stored = False
+        while unstored:
+            message = unstored[0]
+            try:
+                state = self.state_keeper.records(self.engine)
+                self.outbox.add(message, self.clock.wall(), state)
+            except (TransientError, OSError, sqlite3.Error) as err:
+                now = time.monotonic()
+                if now - self._store_warned >= STORE_WARN_EVERY:
+                    self._store_warned = now
+                    log.error(
+                        "alert %s not stored (%s); %d alert(s) kept in memory and tried "
+                        "again every %d s: free some disk space",
+                        message.id,
+                        err,
+                        len(unstored),
+                        STORE_RETRY,
+                    )
+                self._store_retry = now + STORE_RETRY
+                break
+            unstored.popleft()
+            stored = True
+        if stored:
+            if not unstored and self._store_warned > -math.inf:
+                log.warning("every alert kept in memory is stored now")
+                self._store_warned = -math.inf
+            self.uplink.notify()
+
+    def _retry_store(self) -> None:
+        if self._unstored and time.monotonic() >= self._store_retry:
+            self._store_alerts()
+
+    def _on_engine_state(self) -> None:
+        """A change no alert carries (the mode): stored at once."""
+        self.state_keeper.save(self.engine)
+
+    def _on_command(self, name: str, payload: bytes) -> ReplyMessage:
+        """A command from the centre, through the uplink; its reply goes back the same way."""
+        reply = self.commands.handle(name, payload)
+        # A mode's end time, a rule's new wake: plan the timers again.
+        self._due = min(self._due, self.engine.next_wakeup, self.commands.next_wakeup)
+        self._replan.set()
+        return reply
 
     # ---- time --------------------------------------------------------------------------
     def _advance(self, mono: float) -> None:
         """Fire every timer due up to ``mono``, each at its own moment."""
         engine = self.engine
+        commands = self.commands
         sim = self._sim
+        if self._unstored:
+            self._retry_store()
         while True:
-            due = min(engine.next_wakeup, self._next_heartbeat)
+            due = min(engine.next_wakeup, self._next_heartbeat, commands.next_wakeup)
             if due > mono:
                 self._due = due
                 break
             if sim is not None:
                 sim.advance_to(due)
+            if commands.next_wakeup <= due:
+                commands.fire(due)  # a mode's end time: back to normal before the rules run
             if engine.next_wakeup <= due:
                 engine.fire(due)
             if self._next_heartbeat <= due:
@@ -215,7 +295,9 @@ class Runtime:
     async def _timer_loop(self) -> None:
         """Live mode: sleep until the next timer, waking early when a new one is sooner."""
         while True:
-            due = min(self.engine.next_wakeup, self._next_heartbeat)
+            if self._unstored:
+                self._retry_store()
+            due = min(self.engine.next_wakeup, self._next_heartbeat, self.commands.next_wakeup)
             delay = due - self.clock.monotonic()
             if delay > 0:
                 self._replan.clear()
@@ -269,7 +351,16 @@ class Runtime:
         if self.routine_keeper is not None:
             self.routine_keeper.maybe_save(self.clock.monotonic())
         self.stats.heartbeats += 1
-        self.outbox.add(self.heartbeat_message(), self.clock.wall())
+        if self._unstored:
+            self._retry_store()
+        try:
+            self.outbox.add(self.heartbeat_message(), self.clock.wall())
+        except (TransientError, OSError, sqlite3.Error) as err:
+            now = time.monotonic()
+            if now - self._beat_warned >= STORE_WARN_EVERY:
+                self._beat_warned = now
+                log.warning("heartbeat not stored (%s); the next ones will be tried", err)
+            return
         self.uplink.notify()
 
     # ---- drivers -------------------------------------------------------------------------
@@ -353,6 +444,7 @@ class Runtime:
             self.stats.first_wall = self.clock.wall()
             self._next_heartbeat = self._started_mono
             self._due = self._started_mono
+            self.engine.start()  # silence from now on counts, even if no event ever comes
             self._tasks.append(asyncio.create_task(self._timer_loop(), name="timers"))
         drivers = [
             asyncio.create_task(self._supervise(cfg, i), name=f"driver-{i}")
@@ -382,6 +474,15 @@ class Runtime:
                     self.outbox.depth(),
                 )
             await self.uplink.stop()
+            if self._unstored:
+                self._store_retry = -math.inf
+                self._store_alerts()
+            if self._unstored:
+                log.critical(
+                    "stopping with %d alert(s) the outbox could not store: %s",
+                    len(self._unstored),
+                    ", ".join(m.id for m in self._unstored),
+                )
             self.outbox.close()
             if self.routine_keeper is not None:
                 self.routine_keeper.save()

@@ -3,6 +3,9 @@
 A press raises an urgent alert in the button's room; more presses while it is open
 update it with their count. It stays open until the centre acknowledges it, or, when
 ``resolve_after`` is set, until that long after the last press.
+
+After a restart of the hub an open alert is taken back: more presses update it, counting
+on from its last message, and ``resolve_after`` counts from the restart.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 from agent.detectconfig import HelpButtonConfig
 from agent.events import EventKind, SensorEvent
 from agent.messages import Severity
-from detection.engine import INF, Detector, Engine
+from detection.engine import INF, Detector, Engine, OpenAlert
 
 _KEY = "pressed"
 
@@ -51,6 +54,12 @@ class HelpButton(Detector):
             )
         if self.cfg.resolve_after is not None:
             self.wake = event.mono + self.cfg.resolve_after
+
+    def adopt(self, alert: OpenAlert, since_mono: float) -> bool:
+        self.presses = max(1, int(alert.evidence.get("presses", 1)))
+        if self.cfg.resolve_after is not None:
+            self.wake = self.clock.monotonic() + self.cfg.resolve_after
+        return True
 
     def on_wakeup(self, now: float) -> None:
         if self.engine.is_open(self, _KEY):

@@ -18,6 +18,11 @@ Resolution follows what makes the danger over:
   room is where the person was last seen by a fixed sensor, and a pendant's own button
   or movement is never taken for getting up.
 - **acknowledged** by the centre, for all of them.
+
+After a restart of the hub an open alert is taken back and ends in the same ways, with
+durations counted from its ``since``. A pendant's fall is the exception: the room it
+happened in is not known any more, so only the pendant clearing and then movement, or
+an acknowledgement, end it.
 """
 
 from __future__ import annotations
@@ -159,6 +164,23 @@ class Emergency(Detector):
             (now - alert.mono) / 60
         )
         self.engine.resolve(self, key, summary, evidence)
+
+    def adopt(self, alert: OpenAlert, since_mono: float) -> bool:
+        kind_name, _, sensor = alert.key.partition(":")
+        spec = self.home.sensors.get(sensor)
+        try:
+            kind = EventKind(kind_name)
+        except ValueError:
+            return False
+        if spec is None or kind not in _URGENT or kind not in self.enabled_kinds:
+            return False
+        record = _Open(sensor, kind, alert.room or spec.room, since_mono)
+        record.reports = max(1, int(alert.evidence.get("reports", 1)))
+        if kind is EventKind.FALL:
+            record.fall_room = None if spec.role is Role.WEARABLE else spec.room
+            self.falls[alert.key] = record
+        self.open[alert.key] = record
+        return True
 
     def on_acknowledged(self, alert: OpenAlert) -> None:
         self.open.pop(alert.key, None)

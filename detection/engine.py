@@ -6,6 +6,14 @@ poll: each keeps ``wake`` (monotonic seconds, ``inf`` for never) and the engine 
 the engine by a key of their own; the engine gives each alert a stable id, numbers every
 message, and hands them to the sink (the outbox). The same events and clock give the
 same messages, byte for byte.
+
+Across a restart the engine keeps its word: ``snapshot`` gives what must outlive the
+process (the open alerts, the next sequence number, the mode), the runtime stores it with
+every alert (``detection.saved``), and ``restore`` opens those alerts again under their
+ids. Each rule is offered its own back (``Detector.adopt``); an alert no rule takes back
+is the engine's: an alert about the person (quiet, not up, bathroom, door at night,
+monitoring lost) ends when the person is seen moving again, ``away_long`` when they are
+seen inside, and any other stays open until the centre acknowledges it.
 """
 
 from __future__ import annotations
@@ -14,19 +22,30 @@ import logging
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import ClassVar
+from typing import ClassVar, Final
 
 from agent.clock import Clock
 from agent.detectconfig import DetectionConfig
 from agent.events import EventKind, SensorEvent
-from agent.homemap import HomeMap
+from agent.homemap import HomeMap, Role
 from agent.messages import AlertMessage, AlertState, Mode, Severity
+from agent.units import format_duration
+from detection.activity import is_person_activity
 
 log = logging.getLogger(__name__)
 
 INF = math.inf
+
+#: kinds of alert about the person that the engine itself ends, when their rule did not
+#: take them back after a restart, once the person is seen moving again
+ENDED_BY_MOVEMENT: Final = frozenset(
+    {"inactivity", "not_up", "bathroom_overstay", "door_night", "monitoring_lost"}
+)
+#: ... and once the person is seen inside (not at a door to the outside)
+ENDED_BY_COMING_HOME: Final = frozenset({"away_long"})
+_OUTSIDE_DOORS: Final = frozenset({Role.FRONT_DOOR, Role.OUTSIDE_DOOR})
 
 
 @dataclass
@@ -34,10 +53,26 @@ class OpenAlert:
     id: str
     kind: str
     severity: Severity
-    since: float
+    since: float  # wall seconds
     room: str | None
-    owner: str
-    key: str
+    owner: str  # the detector's name
+    key: str  # the detector's own key
+    #: the evidence of its last message: what a rule taking it back after a restart knows
+    evidence: dict[str, int | float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EngineState:
+    """What of the engine outlives a restart (``Engine.snapshot``, ``Engine.restore``).
+
+    Not the rules' own state: each starts afresh and arms its timers from new events; the
+    learned routine has its own file (``detection.keeper``).
+    """
+
+    seq: int  # the number of the next message
+    mode: Mode
+    mode_until: float | None  # wall seconds when the mode ends by itself; None: it does not
+    open: tuple[OpenAlert, ...]  # in the order they were raised
 
 
 class Detector(ABC):
@@ -69,6 +104,21 @@ class Detector(ABC):
 
     def on_driver(self, name: str, up: bool) -> None:  # noqa: B027 - most ignore drivers
         """Driver ``name`` came up or went down; ``engine.drivers_down`` has them all."""
+
+    def on_start(self, now: float) -> None:  # noqa: B027 - most detectors wait for events
+        """A live hub started at ``now`` (monotonic), before any event: nothing seen yet."""
+
+    def adopt(self, alert: OpenAlert, since_mono: float) -> bool:
+        """Take back ``alert``, raised by this rule before a restart and open again.
+
+        Called once, at the first event or timer after the restart (the clock is known
+        then), before any event reaches the rule. ``since_mono`` is the alert's ``since``
+        on this run's monotonic clock (the restart itself when the wall clock is not
+        synchronised). Return True when this rule now treats it as its own (updates,
+        resolves, no second raise); False leaves it to the engine (see the module
+        docstring). The alert stays open under its id either way.
+        """
+        return False
 
     # helpers for subclasses
     def raise_alert(
@@ -109,9 +159,16 @@ class Engine:
         self.seq = seq_start
         self.open: dict[tuple[str, str], OpenAlert] = {}
         self.mode = mode
+        #: wall seconds at which the mode goes back to normal by itself; None: it does not
+        self.mode_until: float | None = None
+        #: called after a change of state that no alert message carries (the mode), so
+        #: that it can be stored; the state is ``snapshot()``
+        self.on_state_change: Callable[[], None] | None = None
         #: names of drivers that are down now, with the monotonic time they went down
         self.drivers_down: dict[str, float] = {}
         self._ids: set[str] = set()
+        self._pending: list[OpenAlert] = []  # restored, not yet offered to their rules
+        self._orphans: set[tuple[str, str]] = set()  # restored, no rule took them back
         if detectors is None:
             from detection.registry import enabled_detectors
 
@@ -133,6 +190,10 @@ class Engine:
 
     def on_event(self, event: SensorEvent) -> None:
         """An event from a known sensor; timers due before it must have fired already."""
+        if self._pending:
+            self._take_back()
+        if self._orphans:
+            self._orphans_see(event)
         wanted = self._by_kind[event.kind]
         if not wanted:
             return
@@ -148,20 +209,48 @@ class Engine:
 
     def fire(self, now: float) -> None:
         """Run every detector whose ``wake`` is due at ``now``; the clock is at ``now``."""
+        if self._pending:
+            self._take_back()
         for det in self.detectors:
             if det.wake <= now:
                 det.wake = INF
                 det.on_wakeup(now)
         self._recompute()
 
-    def set_mode(self, mode: Mode) -> None:
-        """The home was set to normal, away or holiday (a command from the centre)."""
-        if mode is self.mode:
-            return
-        self.mode = mode
+    def start(self) -> None:
+        """A live hub starts: the rules that measure silence begin measuring it now.
+
+        Without it, a hub restarted (a power cut) while the person lies on the floor would
+        wait for an event that does not come. A replay does not call it: its first event
+        comes at once.
+        """
+        if self._pending:
+            self._take_back()
+        now = self.clock.monotonic()
         for det in self.detectors:
-            det.on_mode(mode)
+            det.on_start(now)
         self._recompute()
+
+    def set_mode(self, mode: Mode, until: float | None = None) -> None:
+        """The home was set to normal, away or holiday (a command from the centre).
+
+        ``until``: wall seconds at which it goes back to normal by itself. Whoever sets
+        it keeps that timer; the engine keeps the moment, so that it outlives a restart.
+        """
+        if self._pending:
+            self._take_back()
+        if mode is Mode.NORMAL:
+            until = None
+        if mode is self.mode and until == self.mode_until:
+            return
+        self.mode_until = until
+        if mode is not self.mode:
+            self.mode = mode
+            for det in self.detectors:
+                det.on_mode(mode)
+            self._recompute()
+        if self.on_state_change is not None:
+            self.on_state_change()
 
     def driver_state(self, name: str, up: bool) -> None:
         """The runtime reports a driver going down or coming back."""
@@ -171,6 +260,8 @@ class Engine:
             del self.drivers_down[name]
         else:
             self.drivers_down[name] = self.clock.monotonic()
+        if self._pending:
+            self._take_back()
         for det in self.detectors:
             det.on_driver(name, up)
         self._recompute()
@@ -212,6 +303,7 @@ class Engine:
             evidence=evidence or {},
         )
         self.seq += 1
+        alert.evidence = dict(evidence) if evidence else {}
         log.info("alert %s %s (%s): %s", alert.id, state.value, alert.severity.value, summary)
         self.sink(msg)
 
@@ -255,6 +347,7 @@ class Engine:
         evidence: dict[str, int | float] | None = None,
     ) -> None:
         alert = self.open.pop((owner.name, key))
+        self._orphans.discard((owner.name, key))
         self._emit(alert, AlertState.RESOLVED, summary, evidence)
 
     def is_open(self, owner: Detector, key: str) -> bool:
@@ -262,6 +355,8 @@ class Engine:
 
     def acknowledge(self, alert_id: str) -> bool:
         """The centre acknowledged ``alert_id``; False when no such alert is open."""
+        if self._pending:
+            self._take_back()
         for alert in list(self.open.values()):
             if alert.id == alert_id:
                 for det in self.detectors:
@@ -269,4 +364,112 @@ class Engine:
                         det.on_acknowledged(alert)
                         self._recompute()
                         return True
+                if (alert.owner, alert.key) in self._orphans:  # its rule no longer runs
+                    self._close((alert.owner, alert.key), "Acknowledged by the centre.", None)
+                    return True
         return False
+
+    # ---- across a restart ----------------------------------------------------------------
+    def snapshot(self) -> EngineState:
+        """What must outlive the process, as it is now (a copy)."""
+        return EngineState(
+            seq=self.seq,
+            mode=self.mode,
+            mode_until=self.mode_until,
+            open=tuple(replace(a, evidence=dict(a.evidence)) for a in self.open.values()),
+        )
+
+    def restore(self, state: EngineState) -> None:
+        """Open again what was open before a restart, and go on numbering after it.
+
+        Call it before the first event, on an engine built with ``mode=state.mode`` (the
+        rules read the mode when they are built). Each alert is open again at once under
+        its id and key, so no rule raises it a second time; it is offered to its rule at
+        the first event or timer (``Detector.adopt``), or else kept by the engine.
+        """
+        if self.open or self._ids:
+            raise RuntimeError("restore() is for an engine that has not raised anything yet")
+        if state.mode is not self.mode:
+            raise ValueError(f"build the engine with the saved mode {state.mode.value!r}")
+        self.seq = max(self.seq, state.seq)
+        self.mode_until = state.mode_until
+        for saved in state.open:
+            alert = replace(saved, evidence=dict(saved.evidence))
+            self.open[(alert.owner, alert.key)] = alert
+            self._ids.add(alert.id)
+            self._pending.append(alert)
+
+    def _mono_at(self, wall: float) -> float:
+        """``wall`` (a moment past) on this run's monotonic clock; now, if the wall clock
+        is not synchronised."""
+        now = self.clock.monotonic()
+        if not self.clock.wall_synced():
+            return now
+        return now - max(0.0, self.clock.wall() - wall)
+
+    def _take_back(self) -> None:
+        """Offer each restored alert to its rule; the engine keeps those none takes."""
+        pending, self._pending = self._pending, []
+        rules = {det.name: det for det in self.detectors}
+        for alert in pending:
+            slot = (alert.owner, alert.key)
+            if self.open.get(slot) is not alert:
+                continue  # already resolved
+            rule = rules.get(alert.owner)
+            taken = False
+            if rule is not None:
+                try:
+                    taken = rule.adopt(alert, self._mono_at(alert.since))
+                except Exception:  # the alert stays open and the hub keeps running
+                    log.exception("%s could not take back alert %s", alert.owner, alert.id)
+            if taken or slot not in self.open:
+                continue
+            self._orphans.add(slot)
+            if alert.kind in ENDED_BY_MOVEMENT or alert.kind in ENDED_BY_COMING_HOME:
+                ends = "when the person is seen moving again"
+            else:
+                ends = "when the centre acknowledges it"
+            log.info(
+                "alert %s (%s) is still open after the restart; it ends %s",
+                alert.id,
+                alert.kind,
+                ends,
+            )
+        self._recompute()
+
+    def _orphans_see(self, event: SensorEvent) -> None:
+        """An event while the engine keeps restored alerts: does the person move again?"""
+        if not is_person_activity(event):
+            return
+        spec = self.home.sensors.get(event.sensor)
+        if spec is None:
+            return
+        at_door = spec.role in _OUTSIDE_DOORS
+        synced = self.clock.wall_synced()
+        for slot, alert in list(self.open.items()):  # in the order raised
+            if slot not in self._orphans:
+                continue
+            gone = event.wall - alert.since
+            known = synced and gone >= 0
+            if alert.kind in ENDED_BY_MOVEMENT:
+                after = f", {format_duration(gone)} after it began" if known else ""
+                summary = f"Seen moving again in {spec.room}{after} (the hub restarted meanwhile)."
+                evidence: dict[str, int | float] = {"quiet_min": round(gone / 60)} if known else {}
+            elif alert.kind in ENDED_BY_COMING_HOME and not at_door:
+                after = f" after {format_duration(gone)} away" if known else ""
+                summary = f"Home again: seen in {spec.room}{after} (the hub restarted meanwhile)."
+                evidence = {"away_h": round(gone / 3600, 1)} if known else {}
+            else:
+                continue
+            self._close(slot, summary, evidence)
+
+    def _close(
+        self,
+        slot: tuple[str, str],
+        summary: str,
+        evidence: dict[str, int | float] | None,
+    ) -> None:
+        """Resolve an alert the engine keeps itself."""
+        alert = self.open.pop(slot)
+        self._orphans.discard(slot)
+        self._emit(alert, AlertState.RESOLVED, summary, evidence)

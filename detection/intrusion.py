@@ -10,7 +10,8 @@ the person opening their own door is daily life.
 
 The exit delay is counted on the monotonic clock from the moment the mode changed.
 Switching between away and holiday keeps the home armed as it was. A hub that starts in
-away mode (it restarted while the home was empty) is armed at once.
+away mode (it restarted while the home was empty) is armed at once, and an intrusion
+alert open before the restart is taken back: further openings update it.
 """
 
 from __future__ import annotations
@@ -60,6 +61,10 @@ class Intrusion(Detector):
                 {"openings": self.openings},
             )
         self.openings = 0
+
+    def adopt(self, alert: OpenAlert, since_mono: float) -> bool:
+        self.openings = max(1, int(alert.evidence.get("openings", 1)))
+        return True
 
     def on_event(self, event: SensorEvent) -> None:
         if event.value <= 0 or event.mono < self.armed_at:

@@ -366,6 +366,16 @@ class PersonWatch(Detector):
             self.wake = INF
             return
         # back to normal: the quiet starts now, not when the person left
+        self._quiet_from_now()
+
+    def on_start(self, now: float) -> None:
+        """The hub started (after a power cut, perhaps during an emergency): until an
+        event says otherwise, the quiet runs from now, by the fixed limits for an unknown
+        place, and the get-up rule holds for today."""
+        if self.engine.mode is Mode.NORMAL and math.isinf(self.last_mono):
+            self._quiet_from_now()
+
+    def _quiet_from_now(self) -> None:
         now = self.clock.monotonic()
         self.last_mono = now
         self.last_wall = self.clock.wall()

@@ -42,6 +42,11 @@ since any event proves its sensor alive.
 An acknowledged alert is not raised again for the same episode. Durations are monotonic;
 timers fire only when a deadline can be reached. Summaries name the sensor and its room,
 never when it last fired.
+
+After a restart of the hub an open alert is taken back and resolves as above, with
+durations counted from its ``since``: a silent sensor when it reports, a battery when a
+new one is seen. A driver that is running again by the time the hub hears from anything
+after the restart has its ``driver_down`` resolved then.
 """
 
 from __future__ import annotations
@@ -56,7 +61,7 @@ from agent.homemap import Role
 from agent.messages import Mode, Severity
 from agent.units import format_duration
 from detection.activity import is_person_activity
-from detection.engine import INF, Detector, Engine
+from detection.engine import INF, Detector, Engine, OpenAlert
 
 #: a home without any person activity this long was empty: silence starts again after it
 HOME_QUIET_BREAK = 16 * 3600.0
@@ -381,6 +386,40 @@ class SensorHealth(Detector):
                     self, key, f"{st.name} in {st.room} no longer reports a low battery."
                 )
 
+    # ---- after a restart --------------------------------------------------------------
+    def adopt(self, alert: OpenAlert, since_mono: float) -> bool:
+        what, _, name = alert.key.partition(":")
+        if what == "driver":
+            if name in self.engine.drivers_down:
+                self._drivers.setdefault(name, (since_mono, alert.since))
+                self._drivers_alerted.add(name)
+                return True
+            gone = self.clock.monotonic() - since_mono
+            self.engine.resolve(
+                self,
+                alert.key,
+                f"The {name[:48]} driver is running again after {format_duration(gone)}; "
+                f"the hub restarted meanwhile.",
+                {"down_min": round(gone / 60)},
+            )
+            return True
+        st = self.sensors.get(name)
+        if st is None:
+            return False
+        if what == "silent":
+            st.alerted = True
+            if "offline_min" in alert.evidence:
+                st.down = OFFLINE
+                st.offline_mono, st.offline_wall = since_mono, alert.since
+            else:
+                st.down = DECLARED if st.declared is not None else ACTIVITY
+                st.last, st.last_wall = since_mono, alert.since
+            return True
+        if what == "battery":
+            st.battery = "percent" if "battery_pct" in alert.evidence else "flag"
+            return True
+        return False
+
     # ---- drivers and timers ----------------------------------------------------------
     def on_mode(self, mode: Mode) -> None:
         if self.start is None:
@@ -391,7 +430,7 @@ class SensorHealth(Detector):
         if self.start is None:
             self._begin(now, wall)
         if not up:
-            self._drivers[name] = (now, wall)
+            self._drivers.setdefault(name, (now, wall))  # kept from before a restart
             after = self.cfg.driver_down_after
             if after <= 0:
                 self._raise_driver(name, now)
@@ -448,7 +487,7 @@ class SensorHealth(Detector):
         for name, due in sorted(self._driver_due.items()):
             if due <= now:
                 del self._driver_due[name]
-                if name in self._drivers:
+                if name in self._drivers and name not in self._drivers_alerted:
                     self._raise_driver(name, now)
         self._rewake()
 

@@ -23,6 +23,11 @@ fresh. Worn sensors do not count: they measure the person, not the room.
   the silent sensor itself is sensor health's concern.
 
 Timers wake the rule only when a count reaches ``lasting`` or a reading goes stale.
+
+After a restart of the hub an open alert is taken back, counted from its ``since`` and
+with the extreme of its last message: the first readings resolve it or keep it open. A
+room that sends no reading at all after the restart is treated as stale readings are,
+from the restart on.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from agent.detectconfig import TemperatureConfig
 from agent.events import EventKind, SensorEvent
 from agent.homemap import Role
 from agent.units import format_duration
-from detection.engine import INF, Detector, Engine
+from detection.engine import INF, Detector, Engine, OpenAlert
 
 _COLD = "cold"
 _HEAT = "heat"
@@ -52,6 +57,8 @@ class _Room:
     extreme: float = 0.0  # lowest while cold, highest while hot
     #: the count reached ``lasting``: an alert was raised (it may have been acknowledged)
     alerted: bool = False
+    #: an alert taken back after a restart, no reading since: from when (monotonic)
+    restored: float | None = None
 
 
 class Temperature(Detector):
@@ -79,6 +86,7 @@ class Temperature(Detector):
         if room is None:
             room = self.rooms[room_name] = _Room(room_name)
         room.readings[event.sensor] = (event.value, event.mono)
+        room.restored = None
         self._evaluate(room, event.mono, event.wall)
         # Lazy: a reading only moves this room's moments; one that moved later leaves
         # ``wake`` early, and on_wakeup, finding nothing due, aims again.
@@ -89,6 +97,25 @@ class Temperature(Detector):
         for sid, (_, mono) in room.readings.items():
             wake = min(wake, mono + stale[sid])
         self.wake = wake
+
+    def adopt(self, alert: OpenAlert, since_mono: float) -> bool:
+        run, _, name = alert.key.partition(":")
+        if run not in (_COLD, _HEAT) or name not in self._room_of.values():
+            return False
+        cold = run == _COLD
+        room = self.rooms[name] = _Room(name)
+        room.run, room.run_mono, room.run_wall, room.alerted = run, since_mono, alert.since, True
+        extreme = alert.evidence.get("lowest_c" if cold else "highest_c")
+        if extreme is None:
+            extreme = self.cfg.low if cold else self.cfg.high
+        room.extreme = float(extreme)
+        room.restored = self.clock.monotonic()
+        self._rewake()
+        return True
+
+    def _silent_after(self, room: str) -> float:
+        """How long the room's thermometers may all be silent before its readings are stale."""
+        return max(self._stale_after[sid] for sid, r in self._room_of.items() if r == room)
 
     def on_wakeup(self, now: float) -> None:
         wall = self.clock.wall()
@@ -109,6 +136,12 @@ class Temperature(Detector):
             else:
                 fresh.append(value)
         if not fresh:
+            if room.restored is not None and math.isinf(newest_stale):
+                # taken back after a restart and not a reading since: stale once they
+                # have all been silent that long
+                if now - room.restored < self._silent_after(room.name):
+                    return
+                newest_stale, room.restored = room.restored, None
             if room.alerted and self.engine.is_open(self, self._key(room)):
                 kind = room.run or _COLD
                 self.engine.resolve(
@@ -209,4 +242,6 @@ class Temperature(Detector):
                 wake = min(wake, room.run_mono + lasting)
             for sid, (_, mono) in room.readings.items():
                 wake = min(wake, mono + self._stale_after[sid])
+            if room.restored is not None and not room.readings:
+                wake = min(wake, room.restored + self._silent_after(room.name))
         self.wake = wake

@@ -59,7 +59,7 @@ from agent.events import EventKind, SensorEvent
 from agent.homemap import Role
 from agent.messages import Mode, Severity
 from detection.activity import PERSON_KINDS, is_person_activity
-from detection.engine import INF, Detector, Engine
+from detection.engine import INF, Detector, Engine, OpenAlert
 from detection.timeofday import seconds_of_day
 
 log = logging.getLogger(__name__)
@@ -468,6 +468,11 @@ class FallRiskTrend(Detector):
             s = self._claim(self._locate(self.clock.wall()))
             if s >= 0:
                 self._excluded[s] = True
+
+    def adopt(self, alert: OpenAlert, since_mono: float) -> bool:
+        """After a restart: the alert stays open until a weekly check shows no sign again."""
+        self._risen = ()
+        return True
 
     def on_driver(self, name: str, up: bool) -> None:
         mono = self.clock.monotonic()

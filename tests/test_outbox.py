@@ -363,3 +363,35 @@ def test_closed_outbox_refuses_use(make_outbox: MakeOutbox) -> None:
     box.close()
     with pytest.raises(RuntimeError):
         box.add(alert(1), now=1.0)
+
+
+def test_state_records_are_kept_beside_the_queue(make_outbox: MakeOutbox) -> None:
+    """Records given with an alert or alone are read back by key; None deletes; never sent."""
+    box = make_outbox()
+    assert box.get_state("engine") is None
+    box.add(alert(1), now=1.0, state={"engine": b"one"})
+    assert box.get_state("engine") == b"one"
+    box.add(heartbeat(5), now=2.0, state={"engine": b"two", "other": b"x"})
+    assert (box.get_state("engine"), box.get_state("other")) == (b"two", b"x")
+    box.add(alert(2), now=3.0)  # without state: the records stay as they were
+    assert box.get_state("engine") == b"two"
+    box.put_state({"engine": b"three", "other": None})
+    assert (box.get_state("engine"), box.get_state("other")) == (b"three", None)
+    batch = box.take(10)
+    assert [(it.topic, seq_of(it)) for it in batch] == [
+        ("alert", 1),
+        ("alert", 2),
+        ("heartbeat", 5),
+    ]
+    box.end(accepted=[it.id for it in batch], rejected=[])
+    assert box.depth() == 0
+    assert box.get_state("engine") == b"three"  # records are not items: sending keeps them
+
+
+def test_a_refused_message_stores_no_state(make_outbox: MakeOutbox) -> None:
+    """An add that fails (not a message) leaves the records as they were."""
+    box = make_outbox()
+    box.put_state({"engine": b"before"})
+    with pytest.raises(TypeError):
+        box.add("not a message", now=1.0, state={"engine": b"after"})  # type: ignore[arg-type]
+    assert box.get_state("engine") == b"before"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from agent.errors import TransientError
-from agent.messages import AlertState, encode
+from agent.messages import AlertState, Mode, Severity, encode
 from agent.outbox import open_outbox
 from agent.outbox.memory import MemoryOutbox
 from agent.outbox.sqlite import (
@@ -23,10 +23,44 @@ from agent.outbox.sqlite import (
     OutboxVersionError,
     SqliteOutbox,
 )
+from detection.engine import EngineState, OpenAlert
+from detection.saved import decode_state
 from tests.conftest import ROOT
 from tests.test_outbox import alert, heartbeat, seq_of
 
 V1_FIXTURE = ROOT / "tests" / "data" / "outbox" / "outbox-v1.db"
+#: version 2: alert 1, alert 2 (resolved) and heartbeat 60 waiting, and the engine's state
+#: as stored with alert 2 (see ``V2_ENGINE_STATE``)
+V2_FIXTURE = ROOT / "tests" / "data" / "outbox" / "outbox-v2.db"
+
+
+V2_ENGINE_STATE = EngineState(
+    seq=3,
+    mode=Mode.AWAY,
+    mode_until=1795600800.0,
+    open=(
+        OpenAlert(
+            "inactivity-20261122T061500Z",
+            "inactivity",
+            Severity.URGENT,
+            1795328100.0,
+            "Living",
+            "person",
+            "inactivity",
+            {"quiet_min": 152, "limit_min": 150},
+        ),
+        OpenAlert(
+            "help_button-20261122T081000Z",
+            "help_button",
+            Severity.URGENT,
+            1795335000.0,
+            "Living",
+            "help_button",
+            "pressed",
+            {"presses": 2},
+        ),
+    ),
+)
 
 
 def integrity(path: Path) -> str:
@@ -164,6 +198,88 @@ def test_version_1_fixture_opens_with_its_items_in_order(tmp_path: Path) -> None
     assert integrity(path) == "ok"
 
 
+def test_version_1_fixture_gains_an_empty_state_table(tmp_path: Path) -> None:
+    """Migrated from version 1: no state yet; a record stored then survives a reopen."""
+    path = tmp_path / "outbox.db"
+    shutil.copyfile(V1_FIXTURE, path)
+    box = SqliteOutbox(path, 1 << 20)
+    assert box.get_state("engine") is None
+    box.put_state({"engine": b"kept"})
+    assert waiting(box) == [("alert", 1), ("alert", 2), ("heartbeat", 60)]
+    box.close()
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    finally:
+        db.close()
+    box = SqliteOutbox(path, 1 << 20)
+    assert box.get_state("engine") == b"kept"
+    box.close()
+    assert integrity(path) == "ok"
+
+
+def test_version_2_fixture_opens_with_its_items_and_state(tmp_path: Path) -> None:
+    """A version-2 file kept in the repo: its items in order and its state record, as stored."""
+    path = tmp_path / "outbox.db"
+    shutil.copyfile(V2_FIXTURE, path)
+    box = SqliteOutbox(path, 1 << 20)
+    assert waiting(box) == [("alert", 1), ("alert", 2), ("heartbeat", 60)]
+    record = box.get_state("engine")
+    box.close()
+    assert record is not None
+    assert decode_state(record) == V2_ENGINE_STATE
+    assert integrity(path) == "ok"
+
+
+def test_a_state_record_given_with_an_alert_is_stored_with_it_or_not_at_all(
+    tmp_path: Path,
+) -> None:
+    """Disk full: neither the alert nor its record is stored; the older record stays."""
+    path = tmp_path / "outbox.db"
+    box = SqliteOutbox(path, 1 << 24)
+    box.add(alert(0), now=1.0, state={"engine": b"after alert 0"})
+    pages = box._db.execute("PRAGMA page_count").fetchone()[0]
+    box._db.execute(f"PRAGMA max_page_count={pages}")
+    with pytest.raises(OutboxFullError):
+        for n in range(1, 200):
+            box.add(alert(n, summary="y" * 300), now=1.0, state={"engine": b"z" * 2000})
+    stored = box.depth()
+    with pytest.raises(OutboxFullError):
+        box.put_state({"engine": b"w" * 100_000})
+    box.close()
+    box = SqliteOutbox(path, 1 << 24)
+    assert len(waiting(box)) == stored
+    record = box.get_state("engine")
+    assert record == (b"after alert 0" if stored == 1 else b"z" * 2000)
+    box.close()
+    assert integrity(path) == "ok"
+
+
+def test_a_killed_process_keeps_the_state_stored_with_its_last_alert(tmp_path: Path) -> None:
+    """SIGKILL right after an add: the alert and the record given with it are both there."""
+    path = tmp_path / "outbox.db"
+    script = textwrap.dedent(
+        f"""
+        import os, signal
+        from pathlib import Path
+        from agent.outbox.sqlite import SqliteOutbox
+        from tests.test_outbox import alert
+        box = SqliteOutbox(Path({str(path)!r}), 1 << 20)
+        for n in range(3):
+            box.add(alert(n), now=float(n), state={{"engine": b"after %d" % n}})
+        box.put_state({{"mode": b"away"}})
+        os.kill(os.getpid(), signal.SIGKILL)
+        """
+    )
+    run = subprocess.run([sys.executable, "-c", script], cwd=ROOT, check=False, timeout=60)
+    assert run.returncode == -9
+    box = SqliteOutbox(path, 1 << 20)
+    assert waiting(box) == [("alert", 0), ("alert", 1), ("alert", 2)]
+    assert (box.get_state("engine"), box.get_state("mode")) == (b"after 2", b"away")
+    box.close()
+    assert integrity(path) == "ok"
+
+
 def test_migrations_lead_to_the_current_version(tmp_path: Path) -> None:
     """One step per version, from an empty file up to ``SCHEMA_VERSION``."""
     assert sorted(MIGRATIONS) == list(range(SCHEMA_VERSION))
@@ -187,7 +303,8 @@ def test_a_newer_schema_is_refused_and_left_alone(tmp_path: Path) -> None:
     db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
     db.close()
     before = path.read_bytes()
-    with pytest.raises(OutboxVersionError, match=r"schema version 2, newer than .* downgraded"):
+    newer = rf"schema version {SCHEMA_VERSION + 1}, newer than .* \({SCHEMA_VERSION}\).* downgraded"
+    with pytest.raises(OutboxVersionError, match=newer):
         SqliteOutbox(path, 1 << 20)
     assert path.read_bytes() == before
     assert not list(tmp_path.glob("*.corrupt-*"))
@@ -305,21 +422,25 @@ for kind in ("alert", "heartbeat"):
     messages = [alert(n) if kind == "alert" else heartbeat(n) for n in range(200)]
     os.write(2, f"START {kind}\\n".encode())
     for n, message in enumerate(messages):
-        box.add(message, now=float(n))
+        # with "state", each alert carries the engine's record, as the runtime adds it
+        state = {"engine": b"x" * 400} if sys.argv[2] == "state" and kind == "alert" else None
+        box.add(message, now=float(n), state=state)
     os.write(2, f"END {kind}\\n".encode())
 box.close()
 """
 
 
-def test_an_alert_costs_at_most_one_fsync(tmp_path: Path) -> None:
-    """Counted by strace: 200 alert adds make at most 200 fsyncs, 200 heartbeats far fewer."""
+@pytest.mark.parametrize("with_state", ["plain", "state"])
+def test_an_alert_costs_at_most_one_fsync(tmp_path: Path, with_state: str) -> None:
+    """Counted by strace: 200 alert adds make at most 200 fsyncs, 200 heartbeats far fewer;
+    a state record given with each alert costs no fsync of its own."""
     strace = shutil.which("strace")
     if strace is None:
         pytest.skip("strace is not installed: install the 'strace' package to count fsyncs")
     trace = tmp_path / "trace"
     command = [strace, "-f", "-o", str(trace), "-e", "trace=fsync,fdatasync,write"]
     run = subprocess.run(
-        [*command, sys.executable, "-c", FSYNC_PROBE, str(tmp_path / "outbox.db")],
+        [*command, sys.executable, "-c", FSYNC_PROBE, str(tmp_path / "outbox.db"), with_state],
         cwd=ROOT,
         capture_output=True,
         timeout=120,

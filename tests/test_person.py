@@ -1210,3 +1210,48 @@ def test_a_replay_with_a_routine_path_writes_the_routine_at_the_end(tmp_path: Pa
     assert saved.days_seen == keeper.routine.days_seen == 3
     assert saved.sp_n == keeper.routine.sp_n > 100
     assert list(tmp_path.joinpath("state").iterdir()) == [routine_path]  # no temporary left
+
+
+# ---- a live hub starting during a quiet ----------------------------------------------------
+
+
+def _started(local: str, mode: Mode = Mode.NORMAL) -> Run:
+    """A hub that starts at ``local`` (a power cut is over) and never sees an event."""
+    run = Run()
+    t = ts(local)
+    run.clock.set(t, t, True)  # as in every test here: monotonic = wall
+    if mode is not Mode.NORMAL:
+        run.engine.set_mode(mode)
+    run.engine.start()
+    return run
+
+
+def test_a_hub_started_during_a_quiet_raises_by_the_fixed_limit_without_any_event() -> None:
+    run = _started("2026-11-10T10:00:00")
+    run.until("2026-11-10T13:59:59")
+    assert run.alerts == []
+    run.until("2026-11-10T14:00:00")  # 4 h: the fixed day limit for an unknown place
+    (raised,) = run.alerts
+    assert (raised.kind, raised.severity) == ("inactivity", Severity.URGENT)
+    assert raised.since == at("2026-11-10T10:00:00")  # the quiet counts from the start
+
+
+def test_a_hub_started_before_the_get_up_time_raises_not_up() -> None:
+    run = _started("2026-11-10T06:00:00")
+    run.until("2026-11-10T10:00:00")
+    (raised,) = run.alerts
+    assert raised.kind == "not_up" and raised.at == at("2026-11-10T10:00:00")
+
+
+def test_a_hub_started_in_away_mode_waits() -> None:
+    run = _started("2026-11-10T10:00:00", Mode.AWAY)
+    run.until("2026-11-11T10:00:00")
+    assert run.alerts == []
+
+
+def test_without_the_start_a_silent_hub_never_raises() -> None:
+    """What the start is for: before it, a restart during a quiet stayed silent."""
+    run = Run()
+    run.clock.set(ts("2026-11-10T10:00:00"), ts("2026-11-10T10:00:00"), True)
+    run.until("2026-11-11T10:00:00")
+    assert run.alerts == []

@@ -15,6 +15,12 @@ then the oldest alerts) and counts what it dropped, so the next heartbeat can sa
 Only ``AlertMessage`` and ``HeartbeatMessage`` can enter: anything else is a
 ``TypeError`` (the privacy guard starts here; the uplink checks again).
 
+Beside the queue, an outbox keeps a few *state records*: opaque bytes by key, which are
+never sent. The runtime keeps the detection engine's state there (open alerts, the next
+sequence number, the mode), written in the same transaction as each alert, so that what
+is on disk never says less than the alerts stored with it (``agent.runtime``,
+``detection.saved``).
+
 Backends: ``agent.outbox.memory.MemoryOutbox`` (lost at a restart) and
 ``agent.outbox.sqlite.SqliteOutbox`` (durable); ``open_outbox`` picks one. All of them
 pass the same test suite (``tests/test_outbox.py``).
@@ -22,7 +28,7 @@ pass the same test suite (``tests/test_outbox.py``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Protocol
@@ -46,8 +52,25 @@ class OutboxItem:
 class Outbox(Protocol):
     """What the uplink and the engine may do with queued messages."""
 
-    def add(self, message: AlertMessage | HeartbeatMessage, now: float) -> int:
-        """Queue one message and return its id; ``TypeError`` for any other object."""
+    def add(
+        self,
+        message: AlertMessage | HeartbeatMessage,
+        now: float,
+        state: Mapping[str, bytes | None] | None = None,
+    ) -> int:
+        """Queue one message and return its id; ``TypeError`` for any other object.
+
+        ``state``: records to keep with the message (see ``put_state``), in the same
+        transaction: both are stored, or neither.
+        """
+        ...
+
+    def get_state(self, key: str) -> bytes | None:
+        """The state record stored under ``key``; None when there is none."""
+        ...
+
+    def put_state(self, records: Mapping[str, bytes | None]) -> None:
+        """Store records (``None`` deletes one) at once, without a message."""
         ...
 
     def take(self, limit: int) -> list[OutboxItem]:

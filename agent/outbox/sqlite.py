@@ -12,6 +12,11 @@ The rules are those of ``agent.outbox``, kept by the same queue as ``MemoryOutbo
   waits again, in id order. A row is deleted only after the broker acknowledged it.
 - the dropped count is kept in the ``meta`` table, so the first heartbeat after a
   restart still reports it.
+- state records (``put_state``, or ``add`` with ``state``) are rows of the ``state``
+  table. Given to ``add``, they are written in the message's own transaction, and the
+  commit is synchronous even for a heartbeat: after a power cut the file holds both or
+  neither, and never a record older than a message stored with it. ``put_state`` alone
+  is one synchronous transaction.
 - checkpoints run just before a heartbeat is written (and at close), so that both the
   checkpoint's fsyncs and the fsync of a restarted WAL's header fall on heartbeats and
   an alert costs one fsync. Only after thousands of alerts without any heartbeat is the
@@ -25,11 +30,12 @@ A full disk makes ``add`` raise ``OutboxFullError`` (a ``TransientError``): that
 is not stored and the outbox is as before, so the caller logs it and keeps running (an
 alert can be added again later); everything stored stays, and ``take``/``end`` go on.
 
-Tables (version 1)::
+Tables (version 2; version 1 had no ``state``)::
 
     items(id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT, payload BLOB,
           created REAL, resolved INTEGER)   -- one row per waiting or in-flight item
     meta(key TEXT PRIMARY KEY, value INTEGER) -- 'dropped'; 'opens', for diagnosis
+    state(key TEXT PRIMARY KEY, value BLOB)   -- opaque records of the caller's state
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Final
 
@@ -63,9 +69,15 @@ def _create_v1(db: sqlite3.Connection) -> None:
     db.execute("INSERT INTO meta (key, value) VALUES ('dropped', 0)")
 
 
+def _add_state(db: sqlite3.Connection) -> None:
+    """Version 1 to 2: the state records (open alerts and the next sequence number)."""
+    db.execute("CREATE TABLE state (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID")
+
+
 # version n -> the function that turns a version-n database into version n + 1
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     0: _create_v1,
+    1: _add_state,
 }
 SCHEMA_VERSION: Final = max(MIGRATIONS) + 1
 
@@ -81,6 +93,10 @@ class OutboxVersionError(HubError):
 
 class OutboxWriteError(TransientError):
     """The outbox could not write (the disk failed); nothing stored was lost, retry later."""
+
+
+class OutboxReadError(TransientError):
+    """The outbox could not read a state record (the disk failed)."""
 
 
 class OutboxFullError(OutboxWriteError):
@@ -107,7 +123,12 @@ class SqliteOutbox:
 
     # -- the Outbox protocol -------------------------------------------------------------
 
-    def add(self, message: AlertMessage | HeartbeatMessage, now: float) -> int:
+    def add(
+        self,
+        message: AlertMessage | HeartbeatMessage,
+        now: float,
+        state: Mapping[str, bytes | None] | None = None,
+    ) -> int:
         prepared = prepare(message)
         self._check_open()
         size = len(prepared.payload)
@@ -117,9 +138,11 @@ class SqliteOutbox:
             self._checkpoint()  # before the write, so the heartbeat restarts the WAL
         row = Row(NEW, prepared.topic, size, now, prepared.resolved)
         victims = self._queue.victims(row)
-        self._set_sync("NORMAL" if beat else "FULL")
+        self._set_sync("NORMAL" if beat and not state else "FULL")
         try:
             with self._transaction():
+                if state:
+                    self._put_state(state)
                 cur = self._db.execute(
                     "INSERT INTO items (topic, payload, created, resolved) VALUES (?, ?, ?, ?)",
                     (prepared.topic, prepared.payload, now, int(prepared.resolved)),
@@ -140,6 +163,26 @@ class SqliteOutbox:
         if not beat and self._commits >= _CHECKPOINT_FORCED:
             self._checkpoint()
         return row.id
+
+    def get_state(self, key: str) -> bytes | None:
+        self._check_open()
+        try:
+            row = self._db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+        except sqlite3.Error as err:
+            raise OutboxReadError(f"outbox {self.path}: state {key!r} unreadable ({err})") from err
+        return None if row is None else bytes(row[0])
+
+    def put_state(self, records: Mapping[str, bytes | None]) -> None:
+        """Store the records in one synchronous transaction; ``OutboxWriteError`` if not."""
+        self._check_open()
+        if not records:
+            return
+        self._set_sync("FULL")
+        try:
+            with self._transaction():
+                self._put_state(records)
+        except sqlite3.Error as err:
+            raise self._write_error(err, "state record") from err
 
     def take(self, limit: int) -> list[OutboxItem]:
         self._check_open()
@@ -197,6 +240,7 @@ class SqliteOutbox:
             if check != "ok":
                 raise sqlite3.DatabaseError(f"quick_check: {check}")
             db.execute("SELECT id, topic, payload, created, resolved FROM items LIMIT 0")
+            db.execute("SELECT key, value FROM state LIMIT 0")
         except BaseException as err:
             try:
                 if move_aside and isinstance(err, sqlite3.DatabaseError) and _is_corrupt(err):
@@ -272,6 +316,18 @@ class SqliteOutbox:
         """Store the dropped count (plus ``more`` about to be dropped) in the transaction."""
         dropped = self._queue.dropped + more
         self._db.execute("UPDATE meta SET value = ? WHERE key = 'dropped'", (dropped,))
+
+    def _put_state(self, records: Mapping[str, bytes | None]) -> None:
+        """Write or delete state records inside the current transaction."""
+        for key, value in records.items():
+            if value is None:
+                self._db.execute("DELETE FROM state WHERE key = ?", (key,))
+            else:
+                self._db.execute(
+                    "INSERT INTO state (key, value) VALUES (?, ?)"
+                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (key, value),
+                )
 
     def _delete(self, ids: Iterable[int]) -> None:
         """Delete rows inside the current transaction, with any earlier failed deletes."""
