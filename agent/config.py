@@ -120,7 +120,12 @@ class StoreConfig(Section):
 
     path: Path | None = Field(default=None, description="SQLite file; none keeps no record")
     keep_days: int = Field(default=90, ge=1)
-    flush_interval: Duration = 30.0
+    flush_interval: Duration = Field(
+        default=600.0,
+        gt=0,
+        description="events are written in one batch this often: an SD card lasts years "
+        "(a power cut loses at most this much of the raw record, never an alert)",
+    )
 
 
 class DriverConfig(BaseModel):

@@ -454,6 +454,8 @@ class Pki:
     server: BrokerTls
     client: TlsConfig
     stranger: TlsConfig  # a hub certificate from another CA
+    expired_client: TlsConfig  # the hub's CA, but valid for one day in 2020
+    expired_server: BrokerTls  # the same for the broker
 
 
 EC_KEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
@@ -471,13 +473,40 @@ def _make_ca(directory: Path, name: str) -> Path:
     return directory / f"{name}.crt"
 
 
-def _issue(directory: Path, name: str, ca: str, subject: str, extensions: str) -> TlsConfig:
+# `openssl ca` is the one OpenSSL 3.0 command that sets a validity in the past.
+CA_CONF = """[ca]
+default_ca = test_ca
+[test_ca]
+database = index.txt
+new_certs_dir = .
+serial = serial
+default_md = sha256
+policy = any_name
+unique_subject = no
+[any_name]
+commonName = supplied
+"""
+
+
+def _issue(
+    directory: Path, name: str, ca: str, subject: str, extensions: str, expired: bool = False
+) -> TlsConfig:
     (directory / f"{name}.ext").write_text(extensions + "\n", encoding="utf-8")
     _openssl(directory, "req", *EC_KEY, "-keyout", f"{name}.key", "-out", f"{name}.csr",
              "-subj", subject)  # fmt: skip
-    _openssl(directory, "x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.crt",
-             "-CAkey", f"{ca}.key", "-CAcreateserial", "-days", "2",
-             "-out", f"{name}.crt", "-extfile", f"{name}.ext")  # fmt: skip
+    if expired:
+        (directory / "ca.cnf").write_text(CA_CONF, encoding="utf-8")
+        (directory / "index.txt").touch()
+        if not (directory / "serial").exists():
+            (directory / "serial").write_text("1000\n", encoding="utf-8")
+        _openssl(directory, "ca", "-batch", "-config", "ca.cnf", "-cert", f"{ca}.crt",
+                 "-keyfile", f"{ca}.key", "-in", f"{name}.csr", "-out", f"{name}.crt",
+                 "-startdate", "20200101000000Z", "-enddate", "20200102000000Z",
+                 "-extfile", f"{name}.ext", "-notext")  # fmt: skip
+    else:
+        _openssl(directory, "x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.crt",
+                 "-CAkey", f"{ca}.key", "-CAcreateserial", "-days", "2",
+                 "-out", f"{name}.crt", "-extfile", f"{name}.ext")  # fmt: skip
     return TlsConfig(
         ca=directory / f"{ca}.crt", cert=directory / f"{name}.crt", key=directory / f"{name}.key"
     )
@@ -485,7 +514,8 @@ def _issue(directory: Path, name: str, ca: str, subject: str, extensions: str) -
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    """A test CA with a broker and a hub certificate; another CA with a hub certificate."""
+    """A test CA with a broker and a hub certificate; another CA with a hub certificate;
+    expired broker and hub certificates from the test CA."""
     if shutil.which("openssl") is None:
         pytest.skip("openssl is not installed; it makes the test certificates")
     directory = tmp_path_factory.mktemp("pki")
@@ -497,12 +527,18 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     stranger = _issue(
         directory, "stranger", "other-ca", "/CN=h-9999", "extendedKeyUsage=clientAuth"
     )
+    old_server = _issue(directory, "old-broker", "ca", "/CN=localhost", names, expired=True)
+    old_client = _issue(
+        directory, "old-hub", "ca", f"/CN={HUB}", "extendedKeyUsage=clientAuth", expired=True
+    )
     return Pki(
         ca=ca,
         other_ca=other,
         server=BrokerTls(ca, server.cert, server.key, require_certificate=True),
         client=client,
         stranger=TlsConfig(ca=ca, cert=stranger.cert, key=stranger.key),
+        expired_client=old_client,
+        expired_server=BrokerTls(ca, old_server.cert, old_server.key, require_certificate=True),
     )
 
 
@@ -559,3 +595,48 @@ def test_tls_failure_is_logged_and_retried(
     with caplog.at_level(logging.INFO, logger="agent.uplink"):
         run(main())
     assert HUB in failures()[0].message
+
+
+@pytest.mark.parametrize(
+    ("case", "hints"),
+    [
+        # TLS 1.3: the broker refuses the hub's certificate after the handshake; the hub
+        # says to check it, and paho's read logs the broker's alert, "certificate expired"
+        ("expired hub certificate", ("check tls.cert", "certificate expired")),
+        ("expired broker certificate", ("not trusted (certificate has expired)",)),
+    ],
+)
+def test_an_expired_certificate_is_refused_clearly_and_retried(
+    pki: Pki, caplog: pytest.LogCaptureFixture, case: str, hints: tuple[str, ...]
+) -> None:
+    """The hub's or the broker's certificate has expired: a clear error, retries, no crash."""
+    if find_mosquitto() is None:
+        pytest.skip("mosquitto is not installed")
+    hub_expired = case == "expired hub certificate"
+    server = pki.server if hub_expired else pki.expired_server
+    tls = pki.expired_client if hub_expired else pki.client
+
+    def said() -> list[str]:
+        return [
+            r.getMessage()
+            for r in caplog.records
+            if r.name.startswith("agent.uplink") and r.levelno >= logging.WARNING
+        ]
+
+    def clear_and_retried() -> bool:
+        lines = said()
+        tries = sum(hints[0] in line for line in lines)
+        return tries >= 2 and all(any(h in line for line in lines) for h in hints)
+
+    async def main(broker: Mosquitto) -> None:
+        outbox = MemoryOutbox(1 << 20)
+        cfg = config(broker, port=broker.tls_port, tls=tls)
+        async with running(new_uplink(cfg, outbox)) as uplink:
+            add_alerts(uplink, outbox, [1])
+            await until(clear_and_retried, "two refused connections, each with its reason")
+            assert not uplink.connected
+            assert outbox.depth() == 1  # the alert waits for a certificate that works
+
+    with Mosquitto(tls=server) as broker, caplog.at_level(logging.INFO, logger="agent.uplink"):
+        run(main(broker))
+    assert any(HUB in line and hints[0] in line for line in said())

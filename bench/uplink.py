@@ -1,0 +1,398 @@
+"""The uplink: press-to-alert latency, bytes written to disk per day, and 1,000 kill -9s.
+
+1. Latency: a help-button press, given to the running hub as a live driver gives its
+   events, until the alert is received by a subscriber (``mosquitto_sub``) through a
+   real Mosquitto: through the engine, the SQLite outbox (synced), the MQTT uplink and
+   the broker. p50/p99 over ``--presses`` presses, one at a time. Baseline, in the same
+   run and interleaved with it: ``mosquitto_pub`` -> ``mosquitto_sub`` round trips on the
+   same broker, timed from starting ``mosquitto_pub`` to the line from ``mosquitto_sub``.
+   Goal: p99 <= 2 x baseline p99 + 5 ms.
+2. Disk: a busy home (simulated, ``--days`` days) replayed by the hub with the event
+   store, the learned routine's file and the SQLite outbox on disk, the uplink connected
+   (in memory: every message is acknowledged at once and deleted). Bytes the process
+   handed to write(2)/pwrite(2) and bytes it dirtied for the block layer
+   (``/proc/self/io``), per simulated day; with strace present also fsyncs per day.
+   Goal: <= 5 MB/day. A replay packs days into seconds, so the kernel may merge rewrites
+   of one page that live hours apart would not: the write(2) figure is the honest bound.
+3. kill -9: ``agent.devtools.crash.KillHarness`` with ``--kills`` kills (the test suite
+   runs the same harness with 200).
+
+    .venv/bin/python bench/uplink.py [--presses 1000] [--days 120] [--kills 1000]
+                                     [--only latency,disk,kills] [--seed N]
+
+Figures depend on the machine and above all on its disk's fsync; run on the target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import random
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from agent.clock import LiveClock, SimClock  # noqa: E402
+from agent.config import validate_config  # noqa: E402
+from agent.devtools.broker import Mosquitto  # noqa: E402
+from agent.devtools.crash import KillHarness  # noqa: E402
+from agent.events import EventKind, SensorEvent  # noqa: E402
+from agent.homemap import HomeMap, Role, SensorSpec  # noqa: E402
+from agent.messages import AlertMessage  # noqa: E402
+from agent.outbox import open_outbox  # noqa: E402
+from agent.runtime import Runtime  # noqa: E402
+from agent.traces.format import read_header, write_trace  # noqa: E402
+from agent.traces.simulate import simulate  # noqa: E402
+from drivers.replay.config import ReplayConfig  # noqa: E402
+
+CACHE = ROOT / "bench" / ".cache"
+HUB = "h-bench"
+MB = 1024 * 1024
+
+
+def percentile(values: list[float], p: float) -> float:
+    """The ``p``-th percentile (nearest rank) of ``values``."""
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(p / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:7.2f} ms"
+
+
+# -- 1. latency ----------------------------------------------------------------------
+
+
+class SubscriberProcess:
+    """``mosquitto_sub -v`` on a topic filter; each line timestamped when it is read."""
+
+    def __init__(self, broker: Mosquitto, topic_filter: str) -> None:
+        binary = shutil.which("mosquitto_sub")
+        if binary is None:
+            raise SystemExit("mosquitto_sub is not installed (package mosquitto-clients)")
+        self._proc = subprocess.Popen(
+            [binary, "-h", broker.host, "-p", str(broker.port), "-q", "1", "-t", topic_filter,
+             "-v", "-i", "bench-sub"],
+            stdout=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+        )  # fmt: skip
+        self._cond = threading.Condition()
+        self.lines: list[tuple[float, str, str]] = []  # (perf_counter, topic, payload)
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        assert self._proc.stdout is not None
+        for line in self._proc.stdout:
+            now = time.perf_counter()
+            topic, _, payload = line.rstrip("\n").partition(" ")
+            with self._cond:
+                self.lines.append((now, topic, payload))
+                self._cond.notify_all()
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> tuple[float, str, str]:
+        """The ``count``-th line (1-based), waiting for it if need be."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: len(self.lines) >= count, timeout):
+                raise TimeoutError(f"mosquitto_sub: line {count} did not come in {timeout} s")
+            return self.lines[count - 1]
+
+    def stop(self) -> None:
+        self._proc.terminate()
+        self._proc.wait(10)
+
+
+@dataclass
+class Latency:
+    press_to_received: list[float] = field(default_factory=list)
+    press_to_stored: list[float] = field(default_factory=list)
+    baseline: list[float] = field(default_factory=list)
+
+
+def baseline_round_trip(broker: Mosquitto, sub: SubscriberProcess, n: int) -> float:
+    """One mosquitto_pub -> mosquitto_sub round trip, on a topic of its own."""
+    count = len(sub.lines) + 1
+    start = time.perf_counter()
+    pub = subprocess.Popen(
+        ["mosquitto_pub", "-h", broker.host, "-p", str(broker.port), "-q", "1",
+         "-t", "bench/rtt", "-m", str(n)]
+    )  # fmt: skip
+    arrived, topic, payload = sub.wait_for(count)
+    pub.wait(10)
+    if topic != "bench/rtt" or payload != str(n):
+        raise RuntimeError(f"unexpected line {topic} {payload}")
+    return arrived - start
+
+
+async def measure_latency(broker: Mosquitto, presses: int, workdir: Path, seed: int) -> Latency:
+    button = SensorSpec(room="living", role=Role.WEARABLE, kind=EventKind.BUTTON)
+    config = validate_config(
+        {
+            "hub": {"id": HUB, "timezone": "Europe/Amsterdam"},
+            "uplink": {"type": "mqtt", "host": broker.host, "port": broker.port},
+            "home": HomeMap(sensors={"help-button": button}).model_dump(mode="json"),
+        },
+        "<bench>",
+    )
+    stored: dict[int, float] = {}
+
+    def on_alert(message: AlertMessage) -> None:  # called once the outbox has it on disk
+        stored[message.seq] = time.perf_counter()
+
+    clock = LiveClock(ZoneInfo("Europe/Amsterdam"), synced=True)
+    runtime = Runtime(
+        config,
+        clock=clock,
+        outbox=open_outbox(workdir / "latency-outbox.db", config.outbox.max_bytes),
+        alert_hook=on_alert,
+    )
+    sub = SubscriberProcess(broker, "#")
+    result = Latency()
+    rng = random.Random(seed)
+    task = asyncio.create_task(runtime.run())
+    try:
+        while not runtime.uplink.connected:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)  # the first heartbeat and "online" go out first
+        blocks = 10
+        warmup = 20
+        for block in range(blocks):
+            n = presses // blocks + (warmup if block == 0 else 0)
+            for i in range(n):
+                await asyncio.sleep(rng.uniform(0.005, 0.02))
+                count = len(sub.lines) + 1
+                seq = runtime.engine.seq
+                pressed = time.perf_counter()
+                now = clock.wall(), clock.monotonic()
+                runtime.emit(SensorEvent("help-button", EventKind.BUTTON, 1.0, *now))
+                while True:  # skip what is not this press's alert (a heartbeat, "online")
+                    arrived, topic, payload = await asyncio.to_thread(sub.wait_for, count)
+                    count += 1
+                    if topic.endswith("/alert") and json.loads(payload)["seq"] == seq:
+                        break
+                if block == 0 and i < warmup:
+                    continue
+                result.press_to_received.append(arrived - pressed)
+                result.press_to_stored.append(stored[seq] - pressed)
+            for _ in range(presses // blocks):  # the baseline, interleaved
+                result.baseline.append(baseline_round_trip(broker, sub, rng.randrange(1 << 30)))
+    finally:
+        runtime.request_stop()
+        await task
+        sub.stop()
+    return result
+
+
+# -- 2. disk -------------------------------------------------------------------------
+
+
+def busy_home(days: int) -> Path:
+    path = CACHE / f"busy-{days}d-seed1.jsonl"
+    if not path.exists():
+        sim = simulate(days, 1, date(2025, 1, 1), ZoneInfo("Europe/Amsterdam"), "busy")
+        CACHE.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        write_trace(tmp, sim.header, sim.events)
+        tmp.rename(path)
+    return path
+
+
+def read_io() -> dict[str, int]:
+    with open("/proc/self/io", encoding="ascii") as fh:
+        return {k: int(v) for k, v in (line.split(": ") for line in fh)}
+
+
+def disk_child(trace: Path, workdir: Path, store_flush: float | None) -> dict[str, Any]:
+    """In a process of its own: replay ``trace`` with everything on disk, count the writes."""
+    header = read_header(trace)
+    store: dict[str, Any] = {"path": str(workdir / "events.db")}
+    if store_flush is not None:
+        store["flush_interval"] = store_flush
+    config = validate_config(
+        {
+            "hub": {"id": HUB, "timezone": header.tz},
+            "uplink": {"type": "memory"},
+            "store": store,
+            "detection": {"routine": {"path": str(workdir / "routine.npz")}},
+        },
+        "<bench>",
+    )
+    replay = ReplayConfig(type="replay", path=trace, speed="max")
+    config = config.model_copy(update={"drivers": [replay]})
+    runtime = Runtime(
+        config,
+        clock=SimClock(header.zone),
+        home=header.home,
+        outbox=open_outbox(workdir / "outbox.db", config.outbox.max_bytes),
+    )
+    before = read_io()
+    started = time.perf_counter()
+    stats = asyncio.run(runtime.run())
+    took = time.perf_counter() - started
+    after = read_io()
+    days = ((stats.last_wall or 0) - (stats.first_wall or 0)) / 86400
+    return {
+        "days": days,
+        "events": stats.events,
+        "alerts": sum(stats.alerts.values()),
+        "heartbeats": stats.heartbeats,
+        "seconds": took,
+        "io": {k: after[k] - before[k] for k in after},
+        "files": {p.name: p.stat().st_size for p in sorted(workdir.iterdir()) if p.is_file()},
+    }
+
+
+#: which part of the hub a file belongs to, by the start of its name
+PARTS = {
+    "events.db": "event store",
+    "outbox.db": "outbox",
+    "routine": "learned routine",
+    ".routine-": "learned routine",  # written to a temporary name, then renamed
+    "disk": "directory (syncs of new names)",
+}
+
+
+def measure_disk(
+    days: int, workdir: Path, store_flush: float | None
+) -> tuple[dict[str, Any], dict[str, list[int]]]:
+    """The child's own figures, and per part of the hub [bytes, write calls, syncs]."""
+    trace = busy_home(days)
+    where = workdir / "disk"
+    where.mkdir()
+    order = json.dumps({"trace": str(trace), "dir": str(where), "store_flush": store_flush})
+    argv = [sys.executable, __file__, "--disk-child", order]
+    strace = shutil.which("strace")
+    log = workdir / "strace-disk.txt"
+    if strace is not None:  # which file each write and sync went to
+        argv = [strace, "-f", "--seccomp-bpf", "-qq", "-e", "signal=none", "-y", "-s", "0",
+                "-e", "trace=write,pwrite64,fsync,fdatasync", "-o", str(log), *argv]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, check=True)
+    parts: dict[str, list[int]] = {}
+    if strace is not None:
+        pattern = re.compile(r"(\w+)\(\d+<([^>]*)>.*\)\s+=\s+(\d+)")
+        with log.open(encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                m = pattern.search(line)
+                if m is None:
+                    continue
+                call, path, result = m.groups()
+                name = Path(path).name
+                part = next((v for k, v in PARTS.items() if name.startswith(k)), "other")
+                figures = parts.setdefault(part, [0, 0, 0])
+                if call in ("fsync", "fdatasync"):
+                    figures[2] += 1
+                else:
+                    figures[0] += int(result)
+                    figures[1] += 1
+    return json.loads(done.stdout.strip().splitlines()[-1]), parts
+
+
+# -- 3. kill -9 ----------------------------------------------------------------------
+
+
+def measure_kills(broker: Mosquitto, kills: int, workdir: Path, seed: int) -> str:
+    shown = [0]
+
+    def progress(report: Any) -> None:
+        if report.kills >= shown[0] + 100:
+            shown[0] = report.kills
+            print(f"  ... {report.kills} kills, {report.seconds:.0f} s", flush=True)
+
+    harness = KillHarness(workdir / "kills", seed=seed, broker=(broker.host, broker.port))
+    return harness.run(kills, progress).text()
+
+
+# -- the table -----------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--presses", type=int, default=1000)
+    parser.add_argument("--days", type=int, default=120, help="simulated days of a busy home")
+    parser.add_argument("--kills", type=int, default=1000)
+    parser.add_argument("--only", default="latency,disk,kills", help="which parts to run")
+    parser.add_argument("--seed", type=int, default=int.from_bytes(os.urandom(4), "big"))
+    parser.add_argument(
+        "--store-flush",
+        type=float,
+        help="seconds between event store writes (default: the configuration's default)",
+    )
+    parser.add_argument("--disk-child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.ERROR)
+    if args.disk_child is not None:
+        order = json.loads(args.disk_child)
+        figures = disk_child(Path(order["trace"]), Path(order["dir"]), order["store_flush"])
+        print(json.dumps(figures))
+        return
+    parts = set(args.only.split(","))
+    print(f"uplink benchmark: {os.cpu_count()} cores; seed {args.seed}")
+    with tempfile.TemporaryDirectory(prefix="bench-uplink-") as tmp:
+        work = Path(tmp)
+        if "latency" in parts:
+            with Mosquitto() as broker:
+                lat = asyncio.run(measure_latency(broker, args.presses, work, args.seed))
+            p99, b99 = percentile(lat.press_to_received, 99), percentile(lat.baseline, 99)
+            goal = 2 * b99 + 0.005
+            print(f"\nlatency, {len(lat.press_to_received)} presses one at a time "
+                  f"(baseline: {len(lat.baseline)} round trips, interleaved)")  # fmt: skip
+            print(f"  {'':34} {'p50':>10} {'p99':>10} {'max':>10}")
+            rows = [
+                ("press -> alert at mosquitto_sub", lat.press_to_received),
+                ("  of which press -> on disk", lat.press_to_stored),
+                ("mosquitto_pub -> mosquitto_sub", lat.baseline),
+            ]
+            for name, values in rows:
+                print(f"  {name:34} {ms(statistics.median(values))} {ms(percentile(values, 99))}"
+                      f" {ms(max(values))}")  # fmt: skip
+            verdict = "met" if p99 <= goal else "NOT met"
+            print(f"  goal p99 <= 2 x {ms(b99).strip()} + 5 ms = {ms(goal).strip()}: {verdict}")
+        if "disk" in parts:
+            result, by_part = measure_disk(args.days, work, args.store_flush)
+            days = result["days"]
+            io = result["io"]
+            written = io["wchar"] / days
+            dirtied = (io["write_bytes"] - io["cancelled_write_bytes"]) / days
+            print(f"\ndisk, busy home: {days:.0f} simulated days, "
+                  f"{result['events'] / days:,.0f} events/day, {result['alerts']} alerts, "
+                  f"{result['heartbeats']} heartbeats, "
+                  f"replayed in {result['seconds']:.1f} s")  # fmt: skip
+            print(f"  handed to write(2)/pwrite(2) {written / MB:8.2f} MB/day "
+                  f"({io['syscw'] / days:,.0f} calls/day)")  # fmt: skip
+            print(f"  dirtied for the block layer   {dirtied / MB:8.2f} MB/day")
+            for part, (size, calls, syncs) in sorted(by_part.items()):
+                print(f"    {part:27} {size / days / MB:8.2f} MB/day "
+                      f"({calls / days:,.0f} writes, {syncs / days:,.0f} syncs a day)")  # fmt: skip
+            sizes = ", ".join(f"{n} {s / MB:.1f} MB" for n, s in result["files"].items())
+            print(f"  files at the end: {sizes}")
+            verdict = "met" if max(written, dirtied) <= 5 * MB else "NOT met"
+            print(f"  goal <= 5 MB/day: {verdict}")
+        if "kills" in parts:
+            print(f"\nkill -9 harness, {args.kills} kills, broker up:", flush=True)
+            with Mosquitto() as broker:
+                print("  " + measure_kills(broker, args.kills, work, args.seed))
+            print("  zero accepted alerts lost, PRAGMA integrity_check ok after every kill")
+
+
+if __name__ == "__main__":
+    main()
