@@ -307,7 +307,8 @@ class Routine:
         tods = self.sp_tod[:n][keep]
         durs = self.sp_dur[:n][keep]
         places = self.sp_place[:n][keep]
-        self._refresh_cover(tods, durs, places)
+        if self.icfg.method != "start" or self.icfg.night_learned:
+            self._refresh_cover(tods, durs, places)  # only the rules that use it pay for it
         # Spells binned by the minute of the day they began: the longest and the count per
         # minute, then for each quarter-hour the window of minutes around its centre.
         minutes = (tods // 60.0).astype(np.int64) % MINUTES
