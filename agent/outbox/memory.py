@@ -11,16 +11,15 @@ from collections.abc import Iterable, Mapping
 
 from agent.messages import AlertMessage, HeartbeatMessage
 from agent.outbox import HEARTBEAT, OutboxItem, prepare
-from agent.outbox.queue import Queue, Row
+from agent.outbox.queue import QueuedOutbox, Row
 
 
-class MemoryOutbox:
+class MemoryOutbox(QueuedOutbox):
     """Alerts in order, at most one waiting heartbeat, bounded by ``max_bytes`` of payload."""
 
     def __init__(self, max_bytes: int) -> None:
-        self._queue = Queue(max_bytes)
+        super().__init__(max_bytes)
         self._next_id = 1
-        self._closed = False
         self._state: dict[str, bytes] = {}
 
     def add(
@@ -68,18 +67,6 @@ class MemoryOutbox:
         self._check_open()
         self._queue.settle(accepted, rejected)
 
-    def depth(self) -> int:
-        return self._queue.depth()
-
-    def oldest(self) -> float | None:
-        return self._queue.oldest()
-
-    def dropped(self) -> int:
-        return self._queue.dropped
-
     def close(self) -> None:
         self._closed = True
 
-    def _check_open(self) -> None:
-        if self._closed:
-            raise RuntimeError("the outbox is closed")

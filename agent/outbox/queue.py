@@ -147,6 +147,27 @@ class Queue:
         return row.id
 
 
+class QueuedOutbox:
+    """What both outbox backends share: the queue's counts, and refusing use once closed."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self._queue = Queue(max_bytes)
+        self._closed = False
+
+    def depth(self) -> int:
+        return self._queue.depth()
+
+    def oldest(self) -> float | None:
+        return self._queue.oldest()
+
+    def dropped(self) -> int:
+        return self._queue.dropped
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("the outbox is closed")
+
+
 def _merge(back: list[Row], waiting: dict[int, Row]) -> dict[int, Row]:
     """Waiting alerts with rejected ones put back, all in id order (both inputs are)."""
     if not waiting or back[-1].id < next(iter(waiting)):

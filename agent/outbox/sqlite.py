@@ -50,7 +50,7 @@ from typing import Final
 from agent.errors import HubError, TransientError
 from agent.messages import AlertMessage, HeartbeatMessage
 from agent.outbox import ALERT, HEARTBEAT, OutboxItem, prepare
-from agent.outbox.queue import NEW, Queue, Row
+from agent.outbox.queue import NEW, QueuedOutbox, Row
 
 log = logging.getLogger(__name__)
 
@@ -107,17 +107,16 @@ class _NotAnOutbox(sqlite3.DatabaseError):
     """A readable SQLite file that is not an outbox: treated like a corrupt one."""
 
 
-class SqliteOutbox:
+class SqliteOutbox(QueuedOutbox):
     """The durable outbox: the rules of ``MemoryOutbox``, with every item in a SQLite file."""
 
     def __init__(self, path: Path, max_bytes: int) -> None:
-        self._queue = Queue(max_bytes)  # the rules; payloads stay in the file
+        super().__init__(max_bytes)  # the rules; payloads stay in the file
         self.path = path
         self._unsynced_deletes: set[int] = set()  # gone from memory, their delete failed
         self._dropped_unsaved = False  # the dropped count in meta is behind
         self._commits = 0  # since the last checkpoint
         self._sync = ""
-        self._closed = False
         self._db = self._open()
         self._load()
 
@@ -197,15 +196,6 @@ class SqliteOutbox:
     def end(self, accepted: Iterable[int], rejected: Iterable[int]) -> None:
         self._check_open()
         self._delete_now(self._queue.settle(accepted, rejected))
-
-    def depth(self) -> int:
-        return self._queue.depth()
-
-    def oldest(self) -> float | None:
-        return self._queue.oldest()
-
-    def dropped(self) -> int:
-        return self._queue.dropped
 
     def close(self) -> None:
         """Checkpoint and close the file; in-flight items wait again at the next open."""
@@ -387,9 +377,6 @@ class SqliteOutbox:
             )
         return found
 
-    def _check_open(self) -> None:
-        if self._closed:
-            raise RuntimeError("the outbox is closed")
 
 
 class _Transaction:
