@@ -135,6 +135,12 @@ class DriverConfig(BaseModel):
 
     type: str
     name: str | None = Field(default=None, description="an instance name, for logs and health")
+    stall_after: Duration | None = Field(
+        default=None,
+        gt=0,
+        description="no sign of life from the driver for this long means it hangs: it is "
+        "restarted (none: a quiet driver is fine)",
+    )
 
 
 class Config(Section):

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, model_validator
 
 from agent.events import EventKind
 
@@ -67,6 +67,12 @@ class SensorSpec(BaseModel):
         gt=0,
         description="longest normal silence of a sensor that reports periodically",
     )
+    device: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = Field(
+        default=None,
+        description="the radio device behind this sensor: a Zigbee2MQTT friendly name or "
+        "IEEE address (0x00158d...), or a Bluetooth address (A4:C1:38:...); "
+        "by default the sensor id itself",
+    )
 
 
 class HomeMap(BaseModel):
@@ -75,6 +81,7 @@ class HomeMap(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     sensors: dict[SensorId, SensorSpec] = Field(default_factory=dict)
+    _devices: dict[str, str] = PrivateAttr(default_factory=dict)
 
     def get(self, sensor: str) -> SensorSpec | None:
         return self.sensors.get(sensor)
@@ -89,6 +96,38 @@ class HomeMap(BaseModel):
         """Ids of the sensors that have one of ``roles``, sorted."""
         wanted = set(roles)
         return sorted(sid for sid, spec in self.sensors.items() if spec.role in wanted)
+
+    def sensor_for_device(self, address: str) -> str | None:
+        """The sensor id whose ``device`` is ``address`` (case does not matter), or the
+        sensor whose id is ``address`` when none names it; None for a stranger."""
+        return self._devices.get(address.casefold())
+
+    def model_post_init(self, __context: object) -> None:
+        index = {sid.casefold(): sid for sid in self.sensors}
+        for sid, spec in self.sensors.items():
+            if spec.device is not None:
+                index[spec.device.casefold()] = sid
+        self._devices = index
+
+    @model_validator(mode="after")
+    def _one_sensor_per_device(self) -> Self:
+        owner: dict[str, str] = {}
+        for sid, spec in self.sensors.items():
+            if spec.device is None:
+                continue
+            key = spec.device.casefold()
+            if key in owner:
+                raise ValueError(
+                    f"sensors {owner[key]!r} and {sid!r} both name device {spec.device!r}"
+                )
+            other = next((o for o in self.sensors if o.casefold() == key and o != sid), None)
+            if other is not None:
+                raise ValueError(
+                    f"sensor {sid!r} names device {spec.device!r}, "
+                    f"which is also the id of sensor {other!r}"
+                )
+            owner[key] = sid
+        return self
 
     def rooms(self) -> list[str]:
         return sorted({spec.room for spec in self.sensors.values()})

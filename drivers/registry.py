@@ -71,6 +71,10 @@ def _builtin(name: str, cls: str, driver: str) -> DriverSpec:
 
 BUILTIN: dict[str, DriverSpec] = {
     "replay": _builtin("replay", "ReplayConfig", "ReplayDriver"),
+    "zigbee2mqtt": _builtin("zigbee2mqtt", "Zigbee2MqttConfig", "Zigbee2MqttDriver"),
+    "bthome": _builtin("bthome", "BTHomeConfig", "BTHomeDriver"),
+    "gpio": _builtin("gpio", "GpioConfig", "GpioDriver"),
+    "radar": _builtin("radar", "RadarConfig", "RadarDriver"),
 }
 
 
