@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import sys
@@ -303,6 +304,51 @@ def cmd_routine_plot(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ---- the installer's walk-through -------------------------------------------------------
+EXIT_INCOMPLETE = 3  # hub check --once: a sensor has not been seen, or the centre is not reached
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from agent.check import CheckError, as_json, once, render, watch
+    from agent.config import load_config
+
+    path: Path | None = args.socket
+    if path is None:
+        try:
+            config = load_config(args.config)
+        except ConfigError as err:
+            print(err, file=sys.stderr)
+            return EXIT_BAD_INPUT
+        path = config.local.socket
+        if path is None:
+            print(
+                f"{args.config}: [local] socket is not set, so the agent offers no live view; "
+                'set it (e.g. socket = "/run/leefsamen-hub/hub.sock") and restart the agent',
+                file=sys.stderr,
+            )
+            return EXIT_BAD_INPUT
+    try:
+        if not args.once:
+            watch(path, args.fresh)
+            return EXIT_OK  # pragma: no cover - watch ends only by an error or Ctrl-C
+        snap, states = once(path, args.fresh)
+    except CheckError as err:
+        print(f"hub check: {err}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return EXIT_OK
+    if args.json:
+        print(json.dumps(as_json(snap, states), indent=2))
+    else:
+        from rich.console import Console
+
+        Console().print(render(snap, states))
+    complete = snap.get("uplink", {}).get("connected") and all(
+        state.value != "waiting" for state in states.values()
+    )
+    return EXIT_OK if complete else EXIT_INCOMPLETE
+
+
 # ---- the parser --------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -315,6 +361,33 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run the agent with live drivers")
     p.add_argument("--config", type=Path, required=True)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "check",
+        help="the installer's live view: every sensor, turning green as it is triggered",
+        description="Watch the running agent's sensors live (through its [local] socket). "
+        "With --once: print one snapshot and exit 0 when every sensor has been seen and the "
+        f"centre is reached, {EXIT_INCOMPLETE} when not, {EXIT_FAILED} when the agent does "
+        "not answer.",
+    )
+    where = p.add_mutually_exclusive_group()
+    where.add_argument(
+        "--config",
+        type=Path,
+        default=Path("/etc/leefsamen-hub/hub.toml"),
+        help="the hub's configuration, for its [local] socket (default: %(default)s)",
+    )
+    where.add_argument("--socket", type=Path, help="the agent's local status socket")
+    p.add_argument("--once", action="store_true", help="one snapshot, then exit")
+    p.add_argument("--json", action="store_true", help="with --once: JSON for scripts")
+    p.add_argument(
+        "--fresh",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long a trigger stays green (default: %(default)s)",
+    )
+    p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("replay", help="run the agent on a recorded trace")
     p.add_argument("trace", type=Path)

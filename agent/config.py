@@ -111,6 +111,16 @@ class OutboxConfig(Section):
     max_bytes: int = Field(default=16 * 1024 * 1024, ge=64 * 1024)
 
 
+class LocalConfig(Section):
+    """What the agent offers inside the home, to people standing next to the hub."""
+
+    socket: Path | None = Field(
+        default=None,
+        description="Unix socket on which hub check watches the sensors live (mode 0660); "
+        "none: no live view",
+    )
+
+
 class HeartbeatConfig(Section):
     interval: Duration = Field(default=900.0, gt=0)
 
@@ -148,6 +158,7 @@ class Config(Section):
     uplink: UplinkConfig = Field(default_factory=MqttUplinkConfig)
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     heartbeat: HeartbeatConfig = Field(default_factory=HeartbeatConfig)
+    local: LocalConfig = Field(default_factory=LocalConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     detection: DetectionConfig = Field(default_factory=DetectionConfig)
     home: HomeMap = Field(default_factory=HomeMap)

@@ -85,6 +85,17 @@ class OutboxHealth(BaseModel):
     dropped: int = Field(ge=0)
 
 
+class DriverStatus(BaseModel):
+    """One driver's state: running, retrying (and how often it had to restart)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Short
+    state: Literal["starting", "running", "retrying", "stopped", "failed"]
+    restarts: int = Field(ge=0)
+    malformed: int = Field(ge=0)
+
+
 class HeartbeatMessage(_Out):
     """Periodic health of the hub; the newest replaces older ones still queued."""
 
@@ -99,6 +110,7 @@ class HeartbeatMessage(_Out):
     sensors: SensorCounts
     outbox: OutboxHealth
     disk_free_mb: int = Field(ge=-1)
+    drivers: Annotated[list[DriverStatus], Field(max_length=16)] = Field(default_factory=list)
 
 
 class StatusMessage(_Out):

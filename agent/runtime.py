@@ -26,19 +26,25 @@ from datetime import datetime
 from pathlib import Path
 
 from agent import __version__
+from agent.board import BOARD_VERSION, Board
 from agent.clock import Clock, LiveClock, SimClock
 from agent.commands import Commands
 from agent.config import Config, DriverConfig
 from agent.errors import ConfigError, Problem, TransientError
-from agent.events import SensorEvent
+from agent.events import ACTIVITY_KINDS, SensorEvent
 from agent.health import BATTERY_KINDS, SensorHealth
 from agent.homemap import HomeMap
+from agent.localstatus import StatusServer
 from agent.messages import (
     AlertMessage,
+    AlertState,
+    DriverStatus,
     HeartbeatMessage,
     OutboxHealth,
+    Outcome,
     ReplyMessage,
     SensorCounts,
+    Severity,
 )
 from agent.outbox import Outbox, open_outbox
 from agent.store import EventStore
@@ -47,7 +53,7 @@ from detection.engine import Engine
 from detection.keeper import RoutineKeeper
 from detection.saved import EngineStateKeeper
 from drivers import registry
-from drivers.base import Driver, DriverContext, DriverHealth
+from drivers.base import Driver, DriverContext, DriverHealth, Indication
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +62,14 @@ DRIVER_BACKOFF_MAX = 300.0
 DISK_CHECK_INTERVAL = 60.0
 STORE_RETRY = 30  # seconds between tries to store an alert the outbox refused
 STORE_WARN_EVERY = 600.0  # and between the messages that say so
+UPLINK_WATCH_EVERY = 1.0  # how often the status LED learns whether the centre is reachable
+SEEN_FLASH_EVERY = 1.0  # at most one "sensor seen" flash a second during hub check
+
+
+class DriverStalled(TransientError):
+    """A driver showed no sign of life for its ``stall_after``: it is taken to hang."""
+
+
 DRIVER_STABLE_AFTER = 60.0  # seconds of running after which a failure backs off from the start
 
 
@@ -134,6 +148,16 @@ class Runtime:
         self.commands = Commands(self.engine, self.clock)
         self.uplink.on_command(self._on_command)
         self.driver_health: dict[str, DriverHealth] = {}
+        self._running_drivers: dict[str, Driver] = {}
+        # The installer's live view (hub check): in memory, served on a local Unix socket.
+        self.board = Board(self.home)
+        self.status_server = (
+            StatusServer(config.local.socket, self.local_status, self._status_version)
+            if config.local.socket is not None and not self.replay
+            else None
+        )
+        self._uplink_shown: bool | None = None
+        self._seen_flashed = -math.inf
         self._tasks: list[asyncio.Task[None]] = []
         self._replan = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -199,6 +223,12 @@ class Runtime:
         self.stats.alerts[f"{message.kind}:{message.state.value}"] += 1
         self._unstored.append(message)
         self._store_alerts()
+        if (
+            message.severity is Severity.URGENT
+            and message.state is AlertState.RAISED
+            and self._running_drivers
+        ):
+            self._indicate(Indication.HELP_RAISED)  # the person hears that help is called
         if self.alert_hook is not None:
             self.alert_hook(message)
 
@@ -249,6 +279,8 @@ class Runtime:
     def _on_command(self, name: str, payload: bytes) -> ReplyMessage:
         """A command from the centre, through the uplink; its reply goes back the same way."""
         reply = self.commands.handle(name, payload)
+        if name == "selftest" and reply.outcome is Outcome.DONE:
+            self._indicate(Indication.SELF_TEST)
         # A mode's end time, a rule's new wake: plan the timers again.
         self._due = min(self._due, self.engine.next_wakeup, self.commands.next_wakeup)
         self._replan.set()
@@ -345,7 +377,60 @@ class Runtime:
                 dropped=self.outbox.dropped(),
             ),
             disk_free_mb=self._disk_free_mb(),
+            drivers=[
+                DriverStatus(
+                    name=h.name[:64],
+                    state=h.state,
+                    restarts=h.restarts,
+                    malformed=h.malformed_count,
+                )
+                for h in list(self.driver_health.values())[:16]
+            ],
         )
+
+    # ---- the installer's live view ---------------------------------------------------------
+    def _status_version(self) -> int:
+        return self.board.version * 2 + int(self.uplink.connected)
+
+    def local_status(self) -> dict[str, object]:
+        """What ``hub check`` shows: every sensor, every driver, the way to the centre.
+
+        Sensor-level, so it is served only on the local socket, never published.
+        """
+        now = self.clock.monotonic()
+        stats = self.uplink.stats
+        return {
+            "v": BOARD_VERSION,
+            "hub": self.config.hub.id,
+            "version": __version__,
+            "at": datetime.fromtimestamp(self.clock.wall(), tz=self.clock.tz).isoformat(),
+            "clock_synced": self.clock.wall_synced(),
+            "mode": self.engine.mode.value,
+            "uptime_s": max(0, int(now - self._started_mono)),
+            "uplink": {
+                "connected": self.uplink.connected,
+                "depth": self.outbox.depth(),
+                "last_ack": None
+                if stats.last_ack_wall is None
+                else datetime.fromtimestamp(stats.last_ack_wall, tz=self.clock.tz).isoformat(),
+            },
+            "drivers": [
+                {
+                    "name": h.name,
+                    "state": h.state,
+                    "restarts": h.restarts,
+                    "malformed": h.malformed_count,
+                    "last_error": h.last_error,
+                    "details": dict(h.details),
+                }
+                for h in self.driver_health.values()
+            ],
+            "sensors": self.board.rows(now),
+            "strangers": [
+                {"id": sid[:64], "events": n}
+                for sid, n in self.stats.unknown_sensors.most_common(20)
+            ],
+        }
 
     def _heartbeat(self) -> None:
         if self.routine_keeper is not None:
@@ -366,15 +451,83 @@ class Runtime:
     # ---- drivers -------------------------------------------------------------------------
     def _make_driver(self, cfg: DriverConfig, health: DriverHealth) -> Driver:
         cls = registry.get(cfg.type).load_driver()
+        if self.replay:
+            emit: Callable[[SensorEvent], None] = self.emit
+        else:
+            emit = self._live_emitter(health.name)
         ctx = DriverContext(
             clock=self.clock,
-            emit=self.emit,
+            emit=emit,
             home=self.home,
             health=health,
             log=logging.getLogger(f"drivers.{health.name}"),
             sim=self if self.replay else None,
+            signal=self.board.signal,
         )
         return cls(cfg, ctx)
+
+    def _live_emitter(self, name: str) -> Callable[[SensorEvent], None]:
+        """A live driver's emit: the board learns which driver serves which sensor."""
+        board = self.board
+        accept = self.emit
+
+        def emit(event: SensorEvent) -> None:
+            board.event(event, name)
+            accept(event)
+            if (
+                event.kind in ACTIVITY_KINDS
+                and event.value > 0
+                and self.status_server is not None
+                and self.status_server.watching
+            ):
+                now = time.monotonic()
+                if now - self._seen_flashed >= SEEN_FLASH_EVERY:
+                    self._seen_flashed = now
+                    self._indicate(Indication.SENSOR_SEEN)
+
+        return emit
+
+    def _indicate(self, what: Indication, only: Driver | None = None) -> None:
+        """Show ``what`` on every running driver's LED or buzzer; a failure is only logged."""
+        for name, driver in list(self._running_drivers.items()):
+            if only is not None and driver is not only:
+                continue
+            try:
+                driver.indicate(what)
+            except Exception as err:
+                log.warning("driver %s could not show %s: %s", name, what.value, err)
+
+    async def _watch_uplink(self) -> None:
+        """Tell the drivers' status LEDs whether the centre is reachable, when that changes."""
+        while True:
+            up = self.uplink.connected
+            if up != self._uplink_shown:
+                self._uplink_shown = up
+                self._indicate(Indication.UPLINK_UP if up else Indication.UPLINK_DOWN)
+            await asyncio.sleep(UPLINK_WATCH_EVERY)
+
+    async def _run_watched(self, driver: Driver, cfg: DriverConfig, health: DriverHealth) -> None:
+        """``driver.run()``; with ``stall_after``, cancelled when it shows no sign of life."""
+        health.alive()
+        limit = cfg.stall_after
+        if limit is None or self.replay:
+            await driver.run()
+            return
+        task = asyncio.create_task(driver.run(), name=f"run-{health.name}")
+        try:
+            while True:
+                await asyncio.wait({task}, timeout=min(limit / 4, 5.0))
+                if task.done():
+                    task.result()
+                    return
+                quiet = time.monotonic() - health.last_alive
+                if quiet > limit:
+                    raise DriverStalled(f"no sign of life for {quiet:.1f} s; taken to hang")
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
 
     async def _supervise(self, cfg: DriverConfig, index: int) -> None:
         """Run one driver; a live driver that fails is restarted with backoff and jitter.
@@ -391,9 +544,15 @@ class Runtime:
             driver: Driver | None = None
             try:
                 driver = self._make_driver(cfg, health)
+                for sensor in driver.sensors():
+                    self.board.claim(sensor, name)
                 health.state = "running"
                 self.engine.driver_state(name, up=True)
-                await driver.run()
+                self._running_drivers[name] = driver
+                if self._uplink_shown is not None:
+                    shown = Indication.UPLINK_UP if self._uplink_shown else Indication.UPLINK_DOWN
+                    self._indicate(shown, only=driver)
+                await self._run_watched(driver, cfg, health)
             except asyncio.CancelledError:
                 health.state = "stopped"
                 raise
@@ -401,6 +560,7 @@ class Runtime:
                 error = err
                 health.last_error = f"{type(err).__name__}: {err}"
             finally:
+                self._running_drivers.pop(name, None)
                 if driver is not None:
                     try:
                         await driver.close()
@@ -446,6 +606,9 @@ class Runtime:
             self._due = self._started_mono
             self.engine.start()  # silence from now on counts, even if no event ever comes
             self._tasks.append(asyncio.create_task(self._timer_loop(), name="timers"))
+            self._tasks.append(asyncio.create_task(self._watch_uplink(), name="uplink-led"))
+            if self.status_server is not None:
+                await self.status_server.start()
         drivers = [
             asyncio.create_task(self._supervise(cfg, i), name=f"driver-{i}")
             for i, cfg in enumerate(self.config.drivers)
@@ -464,6 +627,8 @@ class Runtime:
             for task in self._tasks:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
+            if self.status_server is not None:
+                await self.status_server.stop()
             if self.replay and self._replay_error is None:
                 # the last heartbeat says how the replay ended
                 self._heartbeat()

@@ -39,7 +39,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import ClassVar, Protocol
+from typing import ClassVar, Literal, Protocol
 
 from agent.clock import Clock
 from agent.config import DriverConfig
@@ -60,12 +60,15 @@ class SimControl(Protocol):
         """Deliver ``event`` at its own moment: timers due before it fire first."""
 
 
+DriverState = Literal["starting", "running", "retrying", "stopped", "failed"]
+
+
 @dataclass
 class DriverHealth:
     """What a driver says about itself, for the heartbeat and ``hub check``."""
 
     name: str
-    state: str = "starting"  # starting, running, retrying, stopped, failed
+    state: DriverState = "starting"
     events: int = 0
     malformed_count: int = 0
     restarts: int = 0

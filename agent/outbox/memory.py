@@ -69,4 +69,3 @@ class MemoryOutbox(QueuedOutbox):
 
     def close(self) -> None:
         self._closed = True
-

@@ -378,7 +378,6 @@ class SqliteOutbox(QueuedOutbox):
         return found
 
 
-
 class _Transaction:
     """``BEGIN IMMEDIATE`` ... ``COMMIT``, or ``ROLLBACK`` when the body failed."""
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepares a development checkout on Debian 12 (or Raspberry Pi OS): the system packages
 # the project needs (Python's venv, Mosquitto and its clients; for the tests also openssl
-# and strace) where they are missing,
+# strace and tmux) where they are missing,
 # then a virtual environment in .venv with the project installed.
 # Sourced by demo.sh and test.sh; $1 is the pip extra to install ("" or "dev").
 set -euo pipefail
@@ -15,9 +15,11 @@ python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
 command -v mosquitto_sub >/dev/null 2>&1 || missing+=(mosquitto-clients)
 if [ "$extra" = "dev" ]; then
-  # the tests make certificates with openssl and count fsyncs with strace
+  # the tests make certificates with openssl, count fsyncs with strace and watch
+  # hub check in a real terminal with tmux
   command -v openssl >/dev/null 2>&1 || missing+=(openssl)
   command -v strace >/dev/null 2>&1 || missing+=(strace)
+  command -v tmux >/dev/null 2>&1 || missing+=(tmux)
 fi
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then
