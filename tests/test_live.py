@@ -22,6 +22,7 @@ from typing import Any, ClassVar, Literal
 from zoneinfo import ZoneInfo
 
 import pytest
+from pydantic import Field
 from rich.console import Console
 
 from agent.check import CheckError, Walk, WalkThrough, as_json, once, render, snapshots
@@ -48,7 +49,7 @@ HOME = {
 class ScriptConfig(DriverConfig):
     type: Literal["script"] = "script"
     alive_every: float | None = None  # seconds between signs of life; None: never
-    serves: list[str] = []
+    serves: list[str] = Field(default_factory=list)
 
 
 class ScriptDriver(Driver):
@@ -200,8 +201,7 @@ def short_socket_path(tmp_path: Path) -> Path:
     path = tmp_path / "hub.sock"
     if len(str(path)) < 100:
         return path
-    short = Path("/tmp") / f"hub-{os.getpid()}-{time.monotonic_ns()}.sock"
-    return short
+    return Path("/tmp") / f"hub-{os.getpid()}-{time.monotonic_ns()}.sock"
 
 
 @pytest.mark.usefixtures("script_driver")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prepares a development checkout on Debian 12 (or Raspberry Pi OS): the system packages
-# the project needs (Python's venv, Mosquitto and its clients; for the tests also openssl
+# the project needs (Python's venv, Mosquitto and its clients; for the tests also openssl,
 # strace and tmux) where they are missing,
 # then a virtual environment in .venv with the project installed.
 # Sourced by demo.sh and test.sh; $1 is the pip extra to install ("" or "dev").
