@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, PlainSerializer
 
-_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(d|h|m|s|ms)")
+_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|d|h|m|s)")  # "ms" before "m"
 _UNIT = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 
 

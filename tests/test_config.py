@@ -224,9 +224,7 @@ def test_an_outside_driver_is_found_through_its_entry_point(
     dist = tmp_path / "acme_hub_driver-1.0.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-hub-driver\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text(
-        "[leefsamen_hub.drivers]\nacme = acme_hub_driver:SPEC\n"
-    )
+    (dist / "entry_points.txt").write_text("[leefsamen_hub.drivers]\nacme = acme_hub_driver:SPEC\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     importlib.invalidate_caches()
     assert "acme" in registry.known()
@@ -239,3 +237,31 @@ def test_an_outside_driver_is_found_through_its_entry_point(
         validate_config({"hub": {"id": "h-1"}, "drivers": [{"type": "acme"}]})
     assert [p.where for p in info.value.problems] == ["drivers[0].port"]
     sys.modules.pop("acme_hub_driver", None)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("90s", 90.0),
+        ("15m", 900.0),
+        ("2h30m", 9000.0),
+        ("1d", 86400.0),
+        ("250ms", 0.25),
+        ("1m500ms", 60.5),
+        ("1.5h", 5400.0),
+        (" 2 h ", 7200.0),
+        (45, 45.0),
+    ],
+)
+def test_durations_are_read_as_people_write_them(text: object, seconds: float) -> None:
+    from agent.units import parse_duration
+
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "5", "5x", "m5", "-3s", "1h-", True, None])
+def test_a_wrong_duration_is_refused(text: object) -> None:
+    from agent.units import parse_duration
+
+    with pytest.raises(ValueError):
+        parse_duration(text)

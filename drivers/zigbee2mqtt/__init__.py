@@ -1,0 +1,1 @@
+"""Zigbee sensors through Zigbee2MQTT: its messages on the home's local MQTT broker."""
