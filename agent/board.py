@@ -29,6 +29,8 @@ class SensorLine:
     last_value: float | None = None
     last_mono: float | None = None
     active_mono: float | None = None  # the last event that meant a person did something
+    reading_mono: float | None = None  # the last event of the sensor's own kind (home map)
+    reading: float | None = None  # and its value
     battery: float | None = None
     battery_low: bool | None = None
     signal: float | None = None
@@ -42,6 +44,7 @@ class Board:
     def __init__(self, home: HomeMap) -> None:
         self.home = home
         self.lines: dict[str, SensorLine] = {sid: SensorLine() for sid in home.sensors}
+        self._own_kind = {sid: spec.kind for sid, spec in home.sensors.items()}
         self.version = 0  # bumped on every change, so a server sends only what is new
 
     def claim(self, sensor: str, driver: str) -> None:
@@ -62,6 +65,8 @@ class Board:
         line.last_kind = kind.value
         line.last_value = event.value
         line.last_mono = event.mono
+        if kind is self._own_kind[event.sensor]:
+            line.reading_mono, line.reading = event.mono, event.value
         if kind in ACTIVITY_KINDS and event.value > 0:
             line.active_mono = event.mono
         elif kind is EventKind.BATTERY:
@@ -103,6 +108,8 @@ class Board:
                     "last_value": line.last_value,
                     "last_ago_s": ago(line.last_mono),
                     "active_ago_s": ago(line.active_mono),
+                    "reading_ago_s": ago(line.reading_mono),
+                    "reading": line.reading,
                     "battery": line.battery,
                     "battery_low": line.battery_low,
                     "signal": line.signal,

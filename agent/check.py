@@ -73,8 +73,8 @@ class WalkThrough:
 
 
 def _trigger_ago(row: dict[str, Any]) -> float | None:
-    """Seconds since the sensor was triggered: activity, or any report from a thermometer."""
-    value = row.get("last_ago_s") if row.get("kind") in _MEASURING else row.get("active_ago_s")
+    """Seconds since the sensor was triggered: activity, or a thermometer's reading."""
+    value = row.get("reading_ago_s") if row.get("kind") in _MEASURING else row.get("active_ago_s")
     return None if value is None else float(value)
 
 
@@ -113,6 +113,13 @@ def _value(kind: str | None, value: float | None) -> str:
         return f"{kind} {named[1] if value >= 1 else named[0]}"
     unit = {"temperature": " °C", "humidity": " %", "illuminance": " lx", "battery": " %"}
     return f"{kind} {value:g}{unit.get(kind, '')}"
+
+
+def _last(row: dict[str, Any]) -> str:
+    """The sensor's own reading (its kind in the home map) if it gave one, else its last word."""
+    if row.get("reading") is not None and row.get("kind") is not None:
+        return _value(row["kind"], row["reading"])
+    return _value(row.get("last_kind"), row.get("last_value"))
 
 
 def _battery(row: dict[str, Any]) -> Text:
@@ -178,7 +185,7 @@ def render(snapshot: dict[str, Any], states: dict[str, Walk]) -> RenderableType:
             row.get("room", ""),
             row.get("role", ""),
             row.get("driver") or "",
-            "OFFLINE" if offline else _value(row.get("last_kind"), row.get("last_value")),
+            "OFFLINE" if offline else _last(row),
             _ago(row.get("last_ago_s")),
             _battery(row),
             _signal(row),

@@ -315,8 +315,12 @@ def test_walk_states_turn_green_then_stay_responded_and_list_the_missing() -> No
 
 def test_a_thermometer_counts_as_seen_when_it_reports() -> None:
     walk = WalkThrough(fresh=10.0, started=0.0)
-    row = {"id": "t", "kind": "temperature", "active_ago_s": None, "last_ago_s": 4.0}
+    row = {"id": "t", "kind": "temperature", "active_ago_s": None, "reading_ago_s": 4.0}
     assert walk.update({"sensors": [row]}, now=100.0) == {"t": Walk.NOW}
+    # an availability or battery report is not a reading
+    row = {"id": "t", "kind": "temperature", "last_ago_s": 1.0, "reading_ago_s": None}
+    walk = WalkThrough(fresh=10.0, started=0.0)
+    assert walk.update({"sensors": [row]}, now=100.0) == {"t": Walk.WAITING}
 
 
 def test_check_says_clearly_when_no_agent_answers(tmp_path: Path) -> None:
