@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -143,6 +143,9 @@ class DriverConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    #: a driver that can run only once per hub (it owns a process-wide resource)
+    single_instance: ClassVar[bool] = False
+
     type: str
     name: str | None = Field(default=None, description="an instance name, for logs and health")
     stall_after: Duration | None = Field(
@@ -233,6 +236,14 @@ def validate_config(raw: dict[str, Any], source: str = "<config>") -> Config:
             drivers.append(parsed)
     if len(drivers) > 1 and any(d.type == "replay" for d in drivers):
         problems.append(Problem("drivers", "a replay driver cannot run beside live drivers"))
+    for kind in sorted({d.type for d in drivers if d.single_instance}):
+        if sum(d.type == kind for d in drivers) > 1:
+            problems.append(
+                Problem("drivers", f"only one {kind!r} driver can run on a hub; merge the tables")
+            )
+    names = [d.name for d in drivers if d.name is not None]
+    for dup in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(Problem("drivers", f"two drivers are named {dup!r}; names must differ"))
     if problems or config is None:
         raise ConfigError(source, problems)
     return config.model_copy(update={"drivers": drivers})

@@ -180,6 +180,11 @@ def test_every_builtin_driver_is_complete() -> None:
             {"hub": {"id": "h-1"}, **__import__("tomllib").loads(sample)}, str(spec.sample)
         )
         assert config.drivers and config.drivers[0].type == name
+        readme = spec.sample.with_name("README.md")
+        assert readme.is_file(), f"{name} has no README.md"
+        documented = readme.read_text(encoding="utf-8") + sample
+        for key in model.model_fields:
+            assert key in documented, f"{name}: configuration key {key!r} is not documented"
 
 
 def test_the_example_hub_configuration_is_valid() -> None:
@@ -265,3 +270,28 @@ def test_a_wrong_duration_is_refused(text: object) -> None:
 
     with pytest.raises(ValueError):
         parse_duration(text)
+
+
+def test_one_gpio_driver_per_hub_and_driver_names_differ() -> None:
+    raw = {
+        "hub": {"id": "h-1"},
+        "drivers": [
+            {
+                "type": "gpio",
+                "pin_factory": "mock",
+                "inputs": [{"sensor": "a", "pin": 17, "kind": "motion"}],
+            },
+            {
+                "type": "gpio",
+                "pin_factory": "mock",
+                "inputs": [{"sensor": "b", "pin": 18, "kind": "motion"}],
+            },
+            {"type": "zigbee2mqtt", "name": "z"},
+            {"type": "zigbee2mqtt", "name": "z", "base_topic": "other"},
+        ],
+    }
+    with pytest.raises(ConfigError) as info:
+        validate_config(raw)
+    messages = [p.message for p in info.value.problems]
+    assert "only one 'gpio' driver can run on a hub; merge the tables" in messages
+    assert "two drivers are named 'z'; names must differ" in messages

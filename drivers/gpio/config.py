@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Self
+from typing import Annotated, ClassVar, Literal, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
@@ -104,6 +104,9 @@ class OutputConfig(BaseModel):
 
 
 class GpioConfig(DriverConfig):
+    #: the pin libraries share their pins across the process: one gpio driver per hub
+    single_instance: ClassVar[bool] = True
+
     type: Literal["gpio"] = "gpio"
     inputs: list[InputConfig] = Field(
         default_factory=list, description="the sensors wired to the Pi's pins"
