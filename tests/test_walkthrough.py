@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.devtools.broker import find_mosquitto
+from agent.devtools.broker import Subscriber, find_mosquitto
 from agent.devtools.walkthrough import WALK, walkthrough_home
 
 pytestmark = pytest.mark.skipif(
@@ -61,7 +61,10 @@ def check_once(socket_path: Path) -> tuple[int, dict[str, object]]:
 
 def test_a_walk_through_the_home_turns_every_sensor_green_in_hub_check(workdir: Path) -> None:
     session = f"walk-{os.getpid()}-{time.monotonic_ns()}"
-    with walkthrough_home(workdir) as (_broker, z2m, socket_path, agent):
+    with (
+        walkthrough_home(workdir) as (broker, z2m, socket_path, agent),
+        Subscriber.on(broker, "leefsamen/#") as upstream,
+    ):
         code, snap = check_once(socket_path)
         assert code == 3, snap  # nothing walked yet
         assert snap["not_seen"] == [s.sensor for s in WALK]
@@ -121,3 +124,21 @@ def test_a_walk_through_the_home_turns_every_sensor_green_in_hub_check(workdir: 
         sensors = {s["id"]: s for s in snap["sensors"]}  # type: ignore[attr-defined]
         assert sensors["help-button"]["battery"] == 88
         assert agent.poll() is None  # the agent ran throughout
+
+        # The pendant's press went to the centre as an alert; nothing of the walk-through
+        # board did: no device name, battery level or signal strength upstream, and sensor
+        # ids only where a heartbeat names a low battery (maintenance: bathroom-motion, 12 %).
+        upstream.wait_until(lambda ms: any(m.topic.endswith("/alert") for m in ms), 20)
+        parts = []
+        for m in upstream.messages:
+            body = json.loads(m.payload)
+            if m.topic.endswith("/heartbeat"):
+                assert set(body["sensors"]["battery_low"]) <= {"bathroom-motion"}
+                body["sensors"]["battery_low"] = []
+            parts.append(json.dumps(body).encode())
+        sent = b"".join(parts)
+        for stop in WALK:
+            assert stop.sensor.encode() not in sent and stop.device.encode() not in sent
+        assert b"lqi" not in sent and b"dBm" not in sent and b"zigbee" not in sent.lower()
+        topics = {m.topic.rsplit("/", 1)[1] for m in upstream.messages}
+        assert topics <= {"status", "heartbeat", "alert"}, topics
