@@ -486,6 +486,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * args.verbose
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if args.verbose < 2:
+        # bthome-ble warns on every advertisement it cannot decrypt: the driver counts
+        # those and warns once per device instead (the journal lives on an SD card)
+        logging.getLogger("bthome_ble").setLevel(logging.ERROR)
     try:
         code: int = args.func(args)
         sys.stdout.flush()

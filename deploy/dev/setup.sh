@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepares a development checkout on Debian 12 (or Raspberry Pi OS): the system packages
 # the project needs (Python's venv, Mosquitto and its clients; for the tests also openssl,
-# strace and tmux) where they are missing,
+# strace, tmux and dbus-daemon) where they are missing,
 # then a virtual environment in .venv with the project installed.
 # Sourced by demo.sh and test.sh; $1 is the pip extra to install ("" or "dev").
 set -euo pipefail
@@ -20,6 +20,8 @@ if [ "$extra" = "dev" ]; then
   command -v openssl >/dev/null 2>&1 || missing+=(openssl)
   command -v strace >/dev/null 2>&1 || missing+=(strace)
   command -v tmux >/dev/null 2>&1 || missing+=(tmux)
+  # a private D-Bus for the Bluetooth driver's tests against real bleak without BlueZ
+  command -v dbus-daemon >/dev/null 2>&1 || missing+=(dbus-daemon)
 fi
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then
