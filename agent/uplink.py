@@ -50,7 +50,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -62,6 +62,7 @@ from agent.config import MemoryUplinkConfig, MqttUplinkConfig, TlsConfig, Uplink
 from agent.errors import HubError
 from agent.messages import AlertMessage, HeartbeatMessage, ReplyMessage, StatusMessage, encode
 from agent.outbox import ALERT, HEARTBEAT, Outbox, OutboxItem
+from agent.pahosocket import PreparedSocketClient
 
 if TYPE_CHECKING:
     from paho.mqtt.client import SocketLike
@@ -267,35 +268,6 @@ class _Result(enum.Enum):
     LOST = "connection lost"
 
 
-class _PahoClient(mqtt.Client):
-    """paho's client, speaking MQTT over a socket that asyncio has already connected.
-
-    paho's own connect blocks on the name lookup, the TCP connect and the TLS handshake:
-    on flaky Wi-Fi that would stall the hub's only loop for seconds. paho 2.x has no
-    public hook for a ready socket, so this overrides its socket factory, the one
-    private method the uplink relies on (checked against paho 2.1 and 2.2).
-    """
-
-    def __init__(self, client_id: str) -> None:
-        super().__init__(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            protocol=mqtt.MQTTv5,
-            reconnect_on_failure=False,
-        )
-        self._prepared: socket.socket | None = None
-
-    def use_socket(self, sock: socket.socket) -> None:
-        """The socket the next ``reconnect()`` will use."""
-        self._prepared = sock
-
-    def _create_socket(self) -> SocketLike:
-        sock, self._prepared = self._prepared, None
-        if sock is None:
-            raise ConnectionError("no connected socket was prepared for paho")
-        return sock
-
-
 def _tls_context(tls: TlsConfig) -> ssl.SSLContext:
     """Trust only the given CA, present the hub's certificate, TLS 1.2 or newer."""
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(tls.ca))
@@ -382,7 +354,7 @@ class MqttUplink:
         self._reply_turn = True
         self._dropping = False  # the command queue was full; cleared once it empties
 
-        self._client = _PahoClient(config.client_id or hub_id)
+        self._client = PreparedSocketClient(config.client_id or hub_id)
         self._client.enable_logger(logging.getLogger(f"{__name__}.paho"))
         self._client.max_inflight_messages_set(0)  # the pump is the flow control
         self._client.on_connect = self._on_connect

@@ -40,11 +40,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from agent.errors import TransientError
+from agent.pahosocket import PreparedSocketClient
 
 if TYPE_CHECKING:
     from paho.mqtt.client import SocketLike
@@ -53,34 +54,6 @@ if TYPE_CHECKING:
 MessageHandler = Callable[[str | None, bytes, bool], None]
 
 _CLOSE_WAIT = 2.0  # seconds a clean DISCONNECT may take before the socket is cut
-
-
-class _Client(mqtt.Client):
-    """paho's client over a socket that the loop has already connected.
-
-    paho's own connect would block the loop on the name lookup and the TCP connect. paho
-    2.x has no public hook for a ready socket, so this overrides its socket factory (the
-    one private method relied on, checked against paho 2.1 and 2.2).
-    """
-
-    def __init__(self, client_id: str) -> None:
-        super().__init__(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            protocol=mqtt.MQTTv311,
-            clean_session=True,
-            reconnect_on_failure=False,
-        )
-        self._prepared: socket.socket | None = None
-
-    def use_socket(self, sock: socket.socket) -> None:
-        self._prepared = sock
-
-    def _create_socket(self) -> SocketLike:
-        sock, self._prepared = self._prepared, None
-        if sock is None:
-            raise ConnectionError("no connected socket was prepared")
-        return sock
 
 
 class LocalSubscriber:
@@ -110,7 +83,7 @@ class LocalSubscriber:
         self._log = log
         self._keepalive = max(5, round(keepalive))
         self._timeout = timeout
-        self._client = _Client(client_id)
+        self._client = PreparedSocketClient(client_id, MQTTProtocolVersion.MQTTv311)
         self._client.enable_logger(logging.getLogger(f"{log.name}.paho"))
         if username is not None:
             self._client.username_pw_set(username, password)
