@@ -312,6 +312,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     from agent.check import CheckError, as_json, once, render, watch
     from agent.config import load_config
 
+    if args.json and not args.once:
+        print("hub check: --json goes with --once (the live view is for people)", file=sys.stderr)
+        return EXIT_BAD_INPUT
     path: Path | None = args.socket
     if path is None:
         try:

@@ -342,6 +342,14 @@ def test_check_says_clearly_when_no_agent_answers(tmp_path: Path) -> None:
         check=False,
     )
     assert out.returncode == 2 and "[local] socket is not set" in out.stderr
+    out = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "check", "--config", str(config), "--json"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    assert out.returncode == 2 and "--json goes with --once" in out.stderr
 
 
 def test_a_stale_socket_is_replaced_and_a_live_one_left_alone(tmp_path: Path) -> None:
