@@ -134,8 +134,10 @@ def test_a_power_cut_at_any_instant_loses_no_accepted_alert(strace: str, tmp_pat
     home.run(30)  # a third finds the second's leftovers and ends cleanly
     verdict = cut_everywhere(home)
     assert not verdict.problems, f"seed {SEED}: {verdict.problems[:5]}"
-    # two alert messages a press (raised, resolved), but the last press of a run
-    assert verdict.accepted >= 119 + kill_after + 59
+    # two alert messages a press (raised, resolved), but the last press of a run; of the
+    # killed run, the harness saw kill_after reports in the file, but strace may not have
+    # logged the last write's return before SIGKILL: the model then counts one fewer
+    assert verdict.accepted >= 119 + (kill_after - 1) + 59
     assert verdict.syncs >= verdict.accepted  # at least one sync per accepted alert
     assert verdict.cuts > 2 * verdict.syncs
     assert verdict.gone_after_delivery == 0  # nothing was sent: nothing may be missing
