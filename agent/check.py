@@ -29,6 +29,7 @@ from rich.table import Table
 from rich.text import Text
 
 from agent.events import MEASUREMENT_KINDS
+from agent.units import format_duration
 
 DEFAULT_FRESH = 10.0  # seconds a trigger stays green
 
@@ -82,14 +83,9 @@ def _trigger_ago(row: dict[str, Any]) -> float | None:
 def _ago(seconds: float | None) -> str:
     if seconds is None:
         return "never"
-    s = int(seconds)
-    if s < 60:
-        return f"{s} s ago"
-    if s < 3600:
-        return f"{s // 60} min ago"
-    if s < 86400:
-        return f"{s // 3600} h {s % 3600 // 60:02d} ago"
-    return f"{s // 86400} d ago"
+    if seconds < 60:
+        return f"{int(seconds)} s ago"
+    return f"{format_duration(seconds)} ago"
 
 
 def _value(kind: str | None, value: float | None) -> str:

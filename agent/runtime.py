@@ -27,7 +27,7 @@ from pathlib import Path
 
 from agent import __version__
 from agent.board import BOARD_VERSION, Board
-from agent.clock import Clock, LiveClock, SimClock
+from agent.clock import Clock, LiveClock, SimClock, local_time
 from agent.commands import Commands
 from agent.config import Config, DriverConfig
 from agent.errors import ConfigError, Problem, TransientError
@@ -403,7 +403,7 @@ class Runtime:
             "v": BOARD_VERSION,
             "hub": self.config.hub.id,
             "version": __version__,
-            "at": datetime.fromtimestamp(self.clock.wall(), tz=self.clock.tz).isoformat(),
+            "at": local_time(self.clock).isoformat(),
             "clock_synced": self.clock.wall_synced(),
             "mode": self.engine.mode.value,
             "uptime_s": max(0, int(now - self._started_mono)),
@@ -412,7 +412,7 @@ class Runtime:
                 "depth": self.outbox.depth(),
                 "last_ack": None
                 if stats.last_ack_wall is None
-                else datetime.fromtimestamp(stats.last_ack_wall, tz=self.clock.tz).isoformat(),
+                else local_time(self.clock, stats.last_ack_wall).isoformat(),
             },
             "drivers": [
                 {
