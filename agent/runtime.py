@@ -398,7 +398,9 @@ class Runtime:
         Sensor-level, so it is served only on the local socket, never published.
         """
         now = self.clock.monotonic()
+        wall = self.clock.wall()
         stats = self.uplink.stats
+        oldest = self.outbox.oldest()
         return {
             "v": BOARD_VERSION,
             "hub": self.config.hub.id,
@@ -407,12 +409,31 @@ class Runtime:
             "clock_synced": self.clock.wall_synced(),
             "mode": self.engine.mode.value,
             "uptime_s": max(0, int(now - self._started_mono)),
+            "mode_until": None
+            if self.engine.mode_until is None
+            else local_time(self.clock, self.engine.mode_until).isoformat(),
             "uplink": {
                 "connected": self.uplink.connected,
                 "depth": self.outbox.depth(),
+                "oldest_s": None if oldest is None else max(0, int(wall - oldest)),
+                "dropped": self.outbox.dropped(),
                 "last_ack": None
                 if stats.last_ack_wall is None
                 else local_time(self.clock, stats.last_ack_wall).isoformat(),
+            },
+            "alerts": [
+                {
+                    "id": alert.id,
+                    "kind": alert.kind,
+                    "severity": alert.severity.value,
+                    "since": local_time(self.clock, alert.since).isoformat(),
+                    "room": alert.room,
+                }
+                for alert in self.engine.open.values()
+            ],
+            "health": {
+                "silent": self.health.silent(now, self._started_mono),
+                "battery_low": sorted(self.health.battery_low),
             },
             "drivers": [
                 {
