@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import time
 from datetime import datetime
+from pathlib import Path
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
@@ -49,20 +51,47 @@ class _Timex(ctypes.Structure):
 _TIME_ERROR = 5  # adjtimex(2): clock not synchronised (STA_UNSYNC set)
 
 
-def kernel_says_synced() -> bool | None:
-    """Ask the kernel whether NTP has synchronised the clock; None where it cannot say."""
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    """The C library, found once: ``find_library`` runs ``ldconfig -p`` at every call."""
     name = ctypes.util.find_library("c")
     if name is None:
         return None
     try:
-        libc = ctypes.CDLL(name, use_errno=True)
-        tx = _Timex()
-        state = int(libc.adjtimex(ctypes.byref(tx)))
-    except (OSError, AttributeError):
+        return ctypes.CDLL(name, use_errno=True)
+    except OSError:
         return None
-    if state < 0:
+
+
+# systemd-timesyncd (the default on Debian and Raspberry Pi OS) makes this file once it has
+# synchronised the clock, and keeps it until the next boot (/run is in RAM).
+TIMESYNCD_DIR = Path("/run/systemd/timesync")
+
+
+def kernel_says_synced() -> bool | None:
+    """Whether NTP has synchronised the clock; None where nothing can say.
+
+    First the kernel's own flag (``adjtimex(2)`` with no change asked). Where that call is
+    refused, as under the agent's unit (``ProtectClock=yes`` filters every clock call,
+    the read-only one too: docs/systemd.md), the file systemd-timesyncd makes when it has
+    synchronised. A host with another NTP daemon and that filter cannot say (None).
+    """
+    libc = _libc()
+    state = -1
+    if libc is not None:
+        try:
+            tx = _Timex()
+            state = int(libc.adjtimex(ctypes.byref(tx)))
+        except (OSError, AttributeError):
+            state = -1
+    if state >= 0:
+        return state != _TIME_ERROR
+    try:
+        if (TIMESYNCD_DIR / "synchronized").exists():
+            return True
+        return False if TIMESYNCD_DIR.is_dir() else None
+    except OSError:
         return None
-    return state != _TIME_ERROR
 
 
 class LiveClock:

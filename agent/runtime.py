@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from agent import __version__
+from agent import __version__, journal
 from agent.board import BOARD_VERSION, Board
 from agent.clock import Clock, LiveClock, SimClock, local_time
 from agent.commands import Commands
@@ -47,6 +47,7 @@ from agent.messages import (
     Severity,
 )
 from agent.outbox import Outbox, open_outbox
+from agent.sdnotify import PINGS_PER_INTERVAL, Liveness, Notifier, State
 from agent.store import EventStore
 from agent.uplink import Uplink, make_uplink
 from detection.engine import Engine
@@ -64,6 +65,7 @@ STORE_RETRY = 30  # seconds between tries to store an alert the outbox refused
 STORE_WARN_EVERY = 600.0  # and between the messages that say so
 UPLINK_WATCH_EVERY = 1.0  # how often the status LED learns whether the centre is reachable
 SEEN_FLASH_EVERY = 1.0  # at most one "sensor seen" flash a second during hub check
+SYSTEMD_STATUS_EVERY = 10.0  # how often systemd's status line is refreshed without a watchdog
 
 
 class DriverStalled(TransientError):
@@ -97,6 +99,7 @@ class Runtime:
         alert_hook: Callable[[AlertMessage], None] | None = None,
     ) -> None:
         self.config = config
+        journal.set_hub_id(config.hub.id)  # every log record from now on names this hub
         self.replay = any(d.type == "replay" for d in config.drivers)
         if self.replay and len(config.drivers) > 1:
             raise ConfigError(
@@ -173,6 +176,10 @@ class Runtime:
         self._store_retry = -math.inf
         self._store_warned = -math.inf
         self._beat_warned = -math.inf
+        # systemd (live only): READY, the status line, STOPPING, and the watchdog's pings
+        # while healthy; see agent.sdnotify. Told every real outbox write's outcome.
+        self.notifier = Notifier(None) if self.replay else Notifier.from_environ()
+        self.liveness = Liveness()
 
     # ---- the hot path ----------------------------------------------------------------
     def emit(self, event: SensorEvent) -> None:
@@ -247,6 +254,7 @@ class Runtime:
                 state = self.state_keeper.records(self.engine)
                 self.outbox.add(message, self.clock.wall(), state)
             except (TransientError, OSError, sqlite3.Error) as err:
+                self.liveness.wrote(False)
                 now = time.monotonic()
                 if now - self._store_warned >= STORE_WARN_EVERY:
                     self._store_warned = now
@@ -257,9 +265,11 @@ class Runtime:
                         err,
                         len(unstored),
                         STORE_RETRY,
+                        extra={"alert_id": message.id},
                     )
                 self._store_retry = now + STORE_RETRY
                 break
+            self.liveness.wrote(True)
             unstored.popleft()
             stored = True
         if stored:
@@ -344,7 +354,9 @@ class Runtime:
         now = time.monotonic()  # real time, also in a replay: it is this machine's disk
         if now - self._disk_checked < DISK_CHECK_INTERVAL:
             return self._disk_free
-        path = self.config.store.path
+        # the event store, else the outbox; with neither, nothing is written and the
+        # working directory (under systemd the runtime directory, in RAM) stands in
+        path = self.config.store.path or self.config.outbox.path
         where = path.parent if path is not None else Path.cwd()
         try:
             self._disk_free = int(shutil.disk_usage(where).free // (1024 * 1024))
@@ -462,11 +474,13 @@ class Runtime:
         try:
             self.outbox.add(self.heartbeat_message(), self.clock.wall())
         except (TransientError, OSError, sqlite3.Error) as err:
+            self.liveness.wrote(False)
             now = time.monotonic()
             if now - self._beat_warned >= STORE_WARN_EVERY:
                 self._beat_warned = now
                 log.warning("heartbeat not stored (%s); the next ones will be tried", err)
             return
+        self.liveness.wrote(True)
         self.uplink.notify()
 
     # ---- drivers -------------------------------------------------------------------------
@@ -609,6 +623,43 @@ class Runtime:
             await asyncio.sleep(wait)
             delay = min(delay * 2, DRIVER_BACKOFF_MAX)
 
+    # ---- systemd ---------------------------------------------------------------------------
+    def systemd_status(self) -> str:
+        """The line ``systemctl status`` shows: the way to the centre, counts, no sensor data."""
+        parts = ["centre connected" if self.uplink.connected else "centre not reachable"]
+        parts.append(f"{self.outbox.depth()} waiting in the outbox")
+        parts.append(f"{len(self.engine.open)} open alert(s)")
+        if self._unstored:
+            parts.append(f"{len(self._unstored)} alert(s) held in memory: the outbox refuses them")
+        if not self.clock.wall_synced():
+            parts.append("clock not synchronised")
+        if self.liveness.state in (State.LOOP_LAG, State.WRITES_FAIL):
+            parts.append("watchdog pings withheld")
+        return "; ".join(parts)
+
+    async def _tell_systemd(self) -> None:
+        """Live mode: refresh the status line; ping the watchdog while healthy.
+
+        The lag is this task's own: how much later than due it woke, the due time being set
+        when it last woke (so a stall while it pinged counts too). A loop that is blocked
+        does not run this task at all, so its pings stop by themselves.
+        """
+        notifier = self.notifier
+        interval = notifier.watchdog
+        period = interval / PINGS_PER_INTERVAL if interval else SYSTEMD_STATUS_EVERY
+        loop = asyncio.get_running_loop()
+        due = loop.time() + period
+        while True:
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            now = loop.time()
+            lag = max(0.0, now - due)
+            due = now + period
+            if interval:
+                verdict = self.liveness.check(lag, interval / 2, len(self._unstored))
+                if verdict.ping:
+                    notifier.ping()
+            notifier.status(self.systemd_status())
+
     # ---- the whole life ------------------------------------------------------------------
     def request_stop(self) -> None:
         self._stopping.set()
@@ -630,6 +681,10 @@ class Runtime:
             self._tasks.append(asyncio.create_task(self._watch_uplink(), name="uplink-led"))
             if self.status_server is not None:
                 await self.status_server.start()
+            # started: the outbox is open and the uplink runs (whether or not it connects)
+            if self.notifier.enabled:
+                self.notifier.ready(self.systemd_status())
+                self._tasks.append(asyncio.create_task(self._tell_systemd(), name="systemd"))
         drivers = [
             asyncio.create_task(self._supervise(cfg, i), name=f"driver-{i}")
             for i, cfg in enumerate(self.config.drivers)
@@ -641,6 +696,8 @@ class Runtime:
             else:
                 await stop_wait
         finally:
+            if not self.replay:
+                self.notifier.stopping("stopping: sending what waits in the outbox")
             for task in drivers:
                 task.cancel()
             stop_wait.cancel()
@@ -668,6 +725,7 @@ class Runtime:
                     "stopping with %d alert(s) the outbox could not store: %s",
                     len(self._unstored),
                     ", ".join(m.id for m in self._unstored),
+                    extra={"alert_id": [m.id for m in self._unstored]},
                 )
             self.outbox.close()
             if self.routine_keeper is not None:
@@ -677,6 +735,7 @@ class Runtime:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(sig)
+            self.notifier.close()
         if self._replay_error is not None:
             raise self._replay_error
         return self.stats

@@ -304,7 +304,14 @@ class Engine:
         )
         self.seq += 1
         alert.evidence = dict(evidence) if evidence else {}
-        log.info("alert %s %s (%s): %s", alert.id, state.value, alert.severity.value, summary)
+        log.info(
+            "alert %s %s (%s): %s",
+            alert.id,
+            state.value,
+            alert.severity.value,
+            summary,
+            extra={"alert_id": alert.id},
+        )
         self.sink(msg)
 
     def raise_alert(
@@ -434,6 +441,7 @@ class Engine:
                 alert.id,
                 alert.kind,
                 ends,
+                extra={"alert_id": alert.id},
             )
         self._recompute()
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepares a development checkout on Debian 12 (or Raspberry Pi OS): the system packages
 # the project needs (Python's venv, Mosquitto and its clients; for the tests also openssl,
-# strace, tmux and dbus-daemon) where they are missing,
+# strace, tmux, dbus-daemon, shellcheck, udev and systemd) where they are missing,
 # then a virtual environment in .venv with the project installed.
 # Sourced by demo.sh and test.sh; $1 is the pip extra to install ("" or "dev").
 set -euo pipefail
@@ -22,6 +22,13 @@ if [ "$extra" = "dev" ]; then
   command -v tmux >/dev/null 2>&1 || missing+=(tmux)
   # a private D-Bus for the Bluetooth driver's tests against real bleak without BlueZ
   command -v dbus-daemon >/dev/null 2>&1 || missing+=(dbus-daemon)
+  # the installer's tests: shellcheck on deploy/*.sh, and udev's rule engine (udevadm
+  # test) for the radios' stable names
+  command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
+  command -v udevadm >/dev/null 2>&1 || missing+=(udev)
+  # the units' tests: systemd-analyze verify and security, systemd-sysusers (slim images
+  # have no systemd)
+  command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 fi
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then
