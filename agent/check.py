@@ -177,10 +177,11 @@ def render(snapshot: dict[str, Any], states: dict[str, Walk]) -> RenderableType:
         offline = row.get("online") is False
         table.add_row(
             _MARK[state],
-            row.get("label") or row["id"],
-            row.get("room", ""),
-            row.get("role", ""),
-            row.get("driver") or "",
+            # Text, not markup: the installer's labels and rooms are printed as written
+            Text(row.get("label") or row["id"]),
+            Text(row.get("room", "")),
+            Text(row.get("role", "")),
+            Text(row.get("driver") or ""),
             "OFFLINE" if offline else _last(row),
             _ago(row.get("last_ago_s")),
             _battery(row),

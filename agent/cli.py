@@ -481,6 +481,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--incident", action="append", default=None)
     p.add_argument("--workdir", type=Path, default=None)
     p.set_defaults(func=cmd_demo)
+
+    # the commands for the people in the hallway and at the centre: each module adds its own
+    # subcommand and keeps its imports to when it runs
+    from agent import doctor, hubstatus, provision
+
+    for module in (provision, doctor, hubstatus):
+        module.register(sub)
     return parser
 
 
@@ -488,7 +495,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * args.verbose
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # Under systemd stderr is the journal: log to it with structure (agent/journal.py);
+    # elsewhere the plain "LEVEL logger: message" lines. (No effect when logging is set up
+    # already, as in a test.)
+    from agent.journal import handler_for_stderr
+
+    logging.basicConfig(level=level, handlers=[handler_for_stderr()])
     if args.verbose < 2:
         # bthome-ble warns on every advertisement it cannot decrypt: the driver counts
         # those and warns once per device instead (the journal lives on an SD card)

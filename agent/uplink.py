@@ -531,6 +531,16 @@ class MqttUplink:
             )
             return False
         except ssl.SSLCertVerificationError as err:
+            # X509_V_ERR_CERT_NOT_YET_VALID (9), X509_V_ERR_CERT_HAS_EXPIRED (10)
+            if err.verify_code in (9, 10) and not self._clock.wall_synced():
+                log.error(
+                    "hub %s: TLS with %s: the clock is not synchronised yet: the "
+                    "certificate looks %s; it will work once NTP has set the clock",
+                    hub,
+                    where,
+                    "not yet valid" if err.verify_code == 9 else "expired",
+                )
+                return False
             log.error(
                 "hub %s: TLS: the broker at %s is not trusted (%s); check tls.ca and "
                 "the broker's host name",
