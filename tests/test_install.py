@@ -40,6 +40,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,11 +97,22 @@ Entry = tuple[object, ...]
 # ---- helpers ----------------------------------------------------------------------------
 def run_install(*args: str | Path, user: str | None = None) -> subprocess.CompletedProcess[str]:
     """Runs install.sh with ARGS; as USER (setpriv) when given. Never raises on failure."""
-    cmd = ["bash", str(INSTALL), *map(str, args)]
-    if user is not None:
+    if user is None:
+        cmd = ["bash", str(INSTALL), *map(str, args)]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=SLOW, check=False)
+    # the checkout may sit in a folder only its owner can enter (a CI's mktemp -d): the
+    # other user gets its own readable copy of the script
+    with tempfile.TemporaryDirectory() as folder:
+        os.chmod(folder, 0o755)
+        script = Path(folder) / INSTALL.name
+        shutil.copyfile(INSTALL, script)
+        script.chmod(0o644)
         who = pwd.getpwnam(user)
-        cmd = ["setpriv", f"--reuid={who.pw_uid}", f"--regid={who.pw_gid}", "--clear-groups", *cmd]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=SLOW, check=False)
+        cmd = [
+            "setpriv", f"--reuid={who.pw_uid}", f"--regid={who.pw_gid}", "--clear-groups",
+            "bash", str(script), *map(str, args),
+        ]  # fmt: skip
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=SLOW, check=False)
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> str:
