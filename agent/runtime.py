@@ -47,6 +47,7 @@ from agent.messages import (
     Severity,
 )
 from agent.outbox import Outbox, open_outbox
+from agent.outbox.sqlite import OutboxFullError
 from agent.sdnotify import PINGS_PER_INTERVAL, Liveness, Notifier, State
 from agent.store import EventStore
 from agent.uplink import Uplink, make_uplink
@@ -254,7 +255,7 @@ class Runtime:
                 state = self.state_keeper.records(self.engine)
                 self.outbox.add(message, self.clock.wall(), state)
             except (TransientError, OSError, sqlite3.Error) as err:
-                self.liveness.wrote(False)
+                self.liveness.wrote(False, disk_full=isinstance(err, OutboxFullError))
                 now = time.monotonic()
                 if now - self._store_warned >= STORE_WARN_EVERY:
                     self._store_warned = now
@@ -474,7 +475,7 @@ class Runtime:
         try:
             self.outbox.add(self.heartbeat_message(), self.clock.wall())
         except (TransientError, OSError, sqlite3.Error) as err:
-            self.liveness.wrote(False)
+            self.liveness.wrote(False, disk_full=isinstance(err, OutboxFullError))
             now = time.monotonic()
             if now - self._beat_warned >= STORE_WARN_EVERY:
                 self._beat_warned = now

@@ -19,7 +19,9 @@ while both hold:
 - the outbox takes writes. Only real outcomes count: alerts and heartbeats stored or
   refused (no probe writes, which would wear the SD card). Writes that have failed
   without a success in between for longer than ``WRITE_GRACE`` withhold the pings, so
-  systemd starts the agent afresh with the outbox opened anew.
+  systemd starts the agent afresh with the outbox opened anew. Not a full disk: a
+  restart cannot free it, and restarts over and over would start every rule's timer
+  afresh each time, so that no inactivity would ever last long enough to raise an alert.
 
 One exception, on purpose: while an alert is held only in memory (the outbox refused it,
 a full disk for one; the runtime keeps it and tries again), the pings go on. A restart
@@ -184,11 +186,17 @@ class Liveness:
         self.state = State.HEALTHY
         self._held_logged = -float("inf")
 
-    def wrote(self, ok: bool) -> None:
-        """One outbox write's outcome: stored (True) or refused (False)."""
+    def wrote(self, ok: bool, disk_full: bool = False) -> None:
+        """One outbox write's outcome: stored (True) or refused (False).
+
+        A refusal because the disk is full does not count against the agent's health: a
+        restart cannot free the disk, and restarting again and again would start every
+        rule's timer afresh each time, so that no inactivity would ever be long enough to
+        raise an alert. The runtime logs those refusals itself.
+        """
         if ok:
             self.failing_since = None
-        elif self.failing_since is None:
+        elif not disk_full and self.failing_since is None:
             self.failing_since = self._clock()
 
     def check(self, lag: float, lag_bound: float, held: int) -> Verdict:

@@ -21,6 +21,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,7 +30,7 @@ from agent.clock import LiveClock
 from agent.config import validate_config
 from agent.devtools.broker import Mosquitto
 from agent.events import EventKind, SensorEvent
-from agent.outbox.sqlite import SqliteOutbox
+from agent.outbox.sqlite import OutboxWriteError, SqliteOutbox
 from agent.runtime import Runtime
 from agent.sdnotify import Liveness, Notifier, State, Verdict
 from tests.test_disk_full import FullDisk
@@ -272,13 +273,30 @@ def _pings(datagrams: list[str]) -> int:
     return sum("WATCHDOG=1" in d.split("\n") for d in datagrams)
 
 
+class BrokenWrites:
+    """The outbox's answer to a write SQLite could not do for another reason than a full
+    disk (an I/O error, a file that went away): what a restart, opening it anew, may cure.
+    Switched on and off by the test."""
+
+    def __init__(self, box: SqliteOutbox, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.broken = False
+        real = box.add
+
+        def add(message: Any, now: float, state: Any = None) -> int:
+            if self.broken:
+                raise OutboxWriteError(f"outbox write failed: {box.path} (disk I/O error)")
+            return real(message, now, state)
+
+        monkeypatch.setattr(box, "add", add)
+
+
 def test_pings_stop_when_the_outbox_refuses_writes_and_nothing_is_held(
     short_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     side = SystemdSide(short_dir / "notify")
     runtime = _runtime(short_dir, side)
     assert isinstance(runtime.outbox, SqliteOutbox)
-    FullDisk(runtime.outbox, monkeypatch).full = True  # the first heartbeat is refused
+    BrokenWrites(runtime.outbox, monkeypatch).broken = True  # the first heartbeat is refused
     verdicts = Verdicts(runtime)
 
     async def scenario() -> None:
@@ -301,6 +319,35 @@ def test_pings_stop_when_the_outbox_refuses_writes_and_nothing_is_held(
     assert len(withheld) == 1 and withheld[0].levelno == logging.WARNING
 
 
+def test_a_full_disk_alone_does_not_stop_the_pings(
+    short_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restart cannot free the disk; restarts over and over would start the rules'
+    timers afresh each time, and no inactivity would ever last long enough to alert."""
+    side = SystemdSide(short_dir / "notify")
+    runtime = _runtime(short_dir, side)
+    assert isinstance(runtime.outbox, SqliteOutbox)
+    disk = FullDisk(runtime.outbox, monkeypatch)
+    disk.full = True  # every heartbeat is refused
+    verdicts = Verdicts(runtime)
+
+    async def scenario() -> None:
+        task = asyncio.create_task(runtime.run(drain_timeout=1.0))
+        while not disk.refused:
+            await asyncio.sleep(0.01)
+        since = len(verdicts.seen)
+        await verdicts.until(State.HEALTHY, 4, since=since)
+        assert _pings(side.drain()) >= 4
+        runtime.request_stop()
+        await task
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        side.close()
+    assert not any(v.state is State.WRITES_FAIL for v in verdicts.seen)
+
+
 def test_pings_go_on_while_an_alert_is_held_only_in_memory(
     short_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -308,8 +355,8 @@ def test_pings_go_on_while_an_alert_is_held_only_in_memory(
     side = SystemdSide(short_dir / "notify")
     runtime = _runtime(short_dir, side)
     assert isinstance(runtime.outbox, SqliteOutbox)
-    disk = FullDisk(runtime.outbox, monkeypatch)
-    disk.full = True
+    disk = BrokenWrites(runtime.outbox, monkeypatch)
+    disk.broken = True
     verdicts = Verdicts(runtime)
 
     async def scenario() -> None:
@@ -326,7 +373,7 @@ def test_pings_go_on_while_an_alert_is_held_only_in_memory(
         await verdicts.until(State.HELD, 4, since=held_from)
         assert _pings(side.drain()) >= 3  # every held check pinged
         assert not any(v.state is State.WRITES_FAIL for v in verdicts.seen[held_from:])
-        disk.full = False  # room again: the alert is stored at the next try
+        disk.broken = False  # writes work again: the alert is stored at the next try
         runtime._advance(clock.monotonic())
         assert not runtime._unstored
         await verdicts.until(State.HEALTHY, 1, since=len(verdicts.seen))

@@ -7,9 +7,10 @@ import contextlib
 import json
 import logging
 import random
+import shutil
+import subprocess
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
@@ -28,7 +29,6 @@ from agent.devtools.broker import (
     find_mosquitto,
     free_port,
 )
-from agent.devtools.pki import SERVER_NAMES, PkiError, TestPki
 from agent.messages import StatusMessage, encode
 from agent.outbox import OutboxItem
 from agent.outbox.memory import MemoryOutbox
@@ -458,26 +458,78 @@ class Pki:
     expired_server: BrokerTls  # the same for the broker
 
 
+EC_KEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+
+def _openssl(directory: Path, *args: str) -> None:
+    subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
+
+
+def _make_ca(directory: Path, name: str) -> Path:
+    _openssl(directory, "req", "-x509", *EC_KEY, "-keyout", f"{name}.key",
+             "-out", f"{name}.crt", "-days", "2", "-subj", f"/CN={name}",
+             "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign")  # fmt: skip
+    return directory / f"{name}.crt"
+
+
+# `openssl ca` is the one OpenSSL 3.0 command that sets a validity in the past.
+CA_CONF = """[ca]
+default_ca = test_ca
+[test_ca]
+database = index.txt
+new_certs_dir = .
+serial = serial
+default_md = sha256
+policy = any_name
+unique_subject = no
+[any_name]
+commonName = supplied
+"""
+
+
+def _issue(
+    directory: Path, name: str, ca: str, subject: str, extensions: str, expired: bool = False
+) -> TlsConfig:
+    (directory / f"{name}.ext").write_text(extensions + "\n", encoding="utf-8")
+    _openssl(directory, "req", *EC_KEY, "-keyout", f"{name}.key", "-out", f"{name}.csr",
+             "-subj", subject)  # fmt: skip
+    if expired:
+        (directory / "ca.cnf").write_text(CA_CONF, encoding="utf-8")
+        (directory / "index.txt").touch()
+        if not (directory / "serial").exists():
+            (directory / "serial").write_text("1000\n", encoding="utf-8")
+        _openssl(directory, "ca", "-batch", "-config", "ca.cnf", "-cert", f"{ca}.crt",
+                 "-keyfile", f"{ca}.key", "-in", f"{name}.csr", "-out", f"{name}.crt",
+                 "-startdate", "20200101000000Z", "-enddate", "20200102000000Z",
+                 "-extfile", f"{name}.ext", "-notext")  # fmt: skip
+    else:
+        _openssl(directory, "x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.crt",
+                 "-CAkey", f"{ca}.key", "-CAcreateserial", "-days", "2",
+                 "-out", f"{name}.crt", "-extfile", f"{name}.ext")  # fmt: skip
+    return TlsConfig(
+        ca=directory / f"{ca}.crt", cert=directory / f"{name}.crt", key=directory / f"{name}.key"
+    )
+
+
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     """A test CA with a broker and a hub certificate; another CA with a hub certificate;
     expired broker and hub certificates from the test CA."""
-    try:
-        made = TestPki(tmp_path_factory.mktemp("pki"))
-    except PkiError as err:
-        pytest.skip(str(err))
-    ca = made.ca("ca")
-    other = made.ca("other-ca")
-    server = made.issue("broker", "ca", "localhost", SERVER_NAMES)
-    client = made.issue("hub", "ca", HUB)
-    stranger = made.issue("stranger", "other-ca", "h-9999")
-    long_ago = datetime(2020, 1, 1, tzinfo=UTC)
-    old_server = made.issue(
-        "old-broker", "ca", "localhost", SERVER_NAMES,
-        not_before=long_ago, not_after=long_ago + timedelta(days=1),
-    )  # fmt: skip
-    old_client = made.issue(
-        "old-hub", "ca", HUB, not_before=long_ago, not_after=long_ago + timedelta(days=1)
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed; it makes the test certificates")
+    directory = tmp_path_factory.mktemp("pki")
+    ca = _make_ca(directory, "ca")
+    other = _make_ca(directory, "other-ca")
+    names = "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth"
+    server = _issue(directory, "broker", "ca", "/CN=localhost", names)
+    client = _issue(directory, "hub", "ca", f"/CN={HUB}", "extendedKeyUsage=clientAuth")
+    stranger = _issue(
+        directory, "stranger", "other-ca", "/CN=h-9999", "extendedKeyUsage=clientAuth"
+    )
+    old_server = _issue(directory, "old-broker", "ca", "/CN=localhost", names, expired=True)
+    old_client = _issue(
+        directory, "old-hub", "ca", f"/CN={HUB}", "extendedKeyUsage=clientAuth", expired=True
     )
     return Pki(
         ca=ca,
