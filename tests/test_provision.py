@@ -30,7 +30,8 @@ from agent import provision as prov
 from agent.cli import main
 from agent.config import load_config, validate_config
 from agent.devtools.broker import BrokerTls, Mosquitto, find_mosquitto
-from tests.test_uplink import CA_CONF, _issue, _make_ca, _openssl
+from agent.devtools.pki import CA_CONF
+from tests.test_uplink import _issue, _make_ca, _openssl
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -8,9 +8,9 @@ import json
 import logging
 import random
 import shutil
-import subprocess
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
@@ -29,6 +29,7 @@ from agent.devtools.broker import (
     find_mosquitto,
     free_port,
 )
+from agent.devtools.pki import TestPki
 from agent.messages import StatusMessage, encode
 from agent.outbox import OutboxItem
 from agent.outbox.memory import MemoryOutbox
@@ -458,57 +459,26 @@ class Pki:
     expired_server: BrokerTls  # the same for the broker
 
 
-EC_KEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-
-
 def _openssl(directory: Path, *args: str) -> None:
-    subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
+    TestPki(directory).openssl(*args)
 
 
 def _make_ca(directory: Path, name: str) -> Path:
-    _openssl(directory, "req", "-x509", *EC_KEY, "-keyout", f"{name}.key",
-             "-out", f"{name}.crt", "-days", "2", "-subj", f"/CN={name}",
-             "-addext", "basicConstraints=critical,CA:TRUE",
-             "-addext", "keyUsage=critical,keyCertSign,cRLSign")  # fmt: skip
-    return directory / f"{name}.crt"
-
-
-# `openssl ca` is the one OpenSSL 3.0 command that sets a validity in the past.
-CA_CONF = """[ca]
-default_ca = test_ca
-[test_ca]
-database = index.txt
-new_certs_dir = .
-serial = serial
-default_md = sha256
-policy = any_name
-unique_subject = no
-[any_name]
-commonName = supplied
-"""
+    return TestPki(directory).ca(name)
 
 
 def _issue(
     directory: Path, name: str, ca: str, subject: str, extensions: str, expired: bool = False
 ) -> TlsConfig:
-    (directory / f"{name}.ext").write_text(extensions + "\n", encoding="utf-8")
-    _openssl(directory, "req", *EC_KEY, "-keyout", f"{name}.key", "-out", f"{name}.csr",
-             "-subj", subject)  # fmt: skip
-    if expired:
-        (directory / "ca.cnf").write_text(CA_CONF, encoding="utf-8")
-        (directory / "index.txt").touch()
-        if not (directory / "serial").exists():
-            (directory / "serial").write_text("1000\n", encoding="utf-8")
-        _openssl(directory, "ca", "-batch", "-config", "ca.cnf", "-cert", f"{ca}.crt",
-                 "-keyfile", f"{ca}.key", "-in", f"{name}.csr", "-out", f"{name}.crt",
-                 "-startdate", "20200101000000Z", "-enddate", "20200102000000Z",
-                 "-extfile", f"{name}.ext", "-notext")  # fmt: skip
-    else:
-        _openssl(directory, "x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.crt",
-                 "-CAkey", f"{ca}.key", "-CAcreateserial", "-days", "2",
-                 "-out", f"{name}.crt", "-extfile", f"{name}.ext")  # fmt: skip
-    return TlsConfig(
-        ca=directory / f"{ca}.crt", cert=directory / f"{name}.crt", key=directory / f"{name}.key"
+    """A certificate for ``subject`` ("/CN=..."); ``expired``: valid one day in 2020."""
+    long_ago = datetime(2020, 1, 1, tzinfo=UTC) if expired else None
+    return TestPki(directory).issue(
+        name,
+        ca,
+        subject.removeprefix("/CN="),
+        extensions,
+        not_before=long_ago,
+        not_after=None if long_ago is None else long_ago + timedelta(days=1),
     )
 
 

@@ -26,7 +26,7 @@ SERVER_NAMES = "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serv
 CLIENT_AUTH = "extendedKeyUsage=clientAuth"
 
 # the smallest configuration `openssl ca` accepts: a database, serials, any subject
-_CA_CONF = """[ca]
+CA_CONF = """[ca]
 default_ca = test_ca
 [test_ca]
 database = index.txt
@@ -130,7 +130,7 @@ class TestPki:
         return TlsConfig(ca=d / f"{ca}.crt", cert=d / f"{name}.crt", key=d / f"{name}.key")
 
     def _ca_database(self) -> None:
-        (self.directory / "ca.cnf").write_text(_CA_CONF, encoding="utf-8")
+        (self.directory / "ca.cnf").write_text(CA_CONF, encoding="utf-8")
         (self.directory / "index.txt").touch()
         serial = self.directory / "serial"
         if not serial.exists():
