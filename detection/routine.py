@@ -122,6 +122,46 @@ def _is_weekend(ordinal: int) -> bool:
     return datetime.fromordinal(ordinal).weekday() >= 5
 
 
+def _tiled(values: npt.NDArray[Any], half: int) -> tuple[npt.NDArray[Any], int]:
+    """``values`` (one per minute of the day) repeated around the clock, and the offset of
+    a copy far enough from both ends that the ``half`` minutes each side of any minute of
+    that copy lie inside."""
+    offset = (half // MINUTES + 1) * MINUTES
+    reps = -(-(offset + MINUTES + half + 1) // MINUTES)
+    return np.tile(values, reps), offset
+
+
+def _window_sums(
+    count: npt.NDArray[np.int64], centres: npt.NDArray[np.int64], half: int
+) -> npt.NDArray[np.int64]:
+    """For each centre minute, the sum of ``count`` over the minutes ``centre ± half``
+    around the clock (a minute counted again when the window is longer than a day).
+
+    Prefix sums: the same integers as adding up every window, without building a
+    (centres x window) array for every place and width.
+    """
+    tiled, offset = _tiled(count, half)
+    prefix = np.concatenate(([0], np.cumsum(tiled)))
+    first = centres + offset - half
+    sums: npt.NDArray[np.int64] = prefix[first + 2 * half + 1] - prefix[first]
+    return sums
+
+
+def _window_max(longest: F64, centres: npt.NDArray[np.int64], half: int) -> F64:
+    """For each centre minute, the maximum of ``longest`` over the minutes ``centre ± half``
+    around the clock: two overlapping runs of a power-of-two length cover each window."""
+    tiled, offset = _tiled(longest, half)
+    width = 2 * half + 1
+    run = tiled  # run[i]: the maximum of tiled[i : i + span]
+    span = 1
+    while span * 2 <= width:
+        run = np.maximum(run[:-span], run[span:])
+        span *= 2
+    first = centres + offset - half
+    out: F64 = np.maximum(run[first], run[first + width - span])
+    return out
+
+
 class Routine:
     """See the module docstring. Deterministic: the same observations, the same routine."""
 
@@ -323,11 +363,10 @@ class Routine:
             todo = np.ones(SLOTS, dtype=bool)
             for widen in (1.0, 2.0, 4.0):
                 half = int(icfg.window * widen // 60.0)
-                window = (centres[:, None] + np.arange(-half, half + 1)[None, :]) % MINUTES
-                counts = count[window].sum(axis=1)
+                counts = _window_sums(count, centres, half)
                 enough = todo & (counts >= icfg.min_samples)
                 if enough.any():
-                    limit = longest[window[enough]].max(axis=1) * icfg.margin + icfg.pad
+                    limit = _window_max(longest, centres[enough], half) * icfg.margin + icfg.pad
                     self.limits[place, enough] = np.clip(limit, icfg.floor, icfg.ceiling)
                     todo &= ~enough
                 if not todo.any():

@@ -399,3 +399,18 @@ def test_save_needs_a_trace(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert main(["routine", "show", "--file", str(path), "--save", str(tmp_path / "x.npz")]) == 2
     assert "--save goes with --trace" in capsys.readouterr().err
     assert not (tmp_path / "x.npz").exists()
+
+
+@pytest.mark.parametrize("half", [0, 1, 30, 60, 120, 240, 719, 720, 1439, 1500, 3000])
+def test_window_sums_and_maxima_are_those_of_every_window_gathered(half: int) -> None:
+    """The learned limits' windows, worked out by prefix sums and doubling runs, give
+    exactly what gathering each window around the clock gives (the former way)."""
+    from detection.routine import MINUTES, _window_max, _window_sums
+
+    rng = np.random.default_rng(half)
+    count = rng.integers(0, 5, MINUTES)
+    longest = np.where(rng.random(MINUTES) < 0.2, rng.random(MINUTES) * 9000.0, 0.0)
+    centres = rng.choice(MINUTES, size=40, replace=False).astype(np.int64)
+    window = (centres[:, None] + np.arange(-half, half + 1)[None, :]) % MINUTES
+    assert np.array_equal(_window_sums(count, centres, half), count[window].sum(axis=1))
+    assert np.array_equal(_window_max(longest, centres, half), longest[window].max(axis=1))
