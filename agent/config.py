@@ -84,6 +84,12 @@ class MemoryUplinkConfig(Section):
     """Keeps what would be published in memory: benchmarks and tests."""
 
     type: Literal["memory"]
+    keep: int = Field(
+        default=1000,
+        ge=0,
+        description="the last this many messages are kept to be read back; older ones are "
+        "forgotten, so that a replay of a year does not hold every heartbeat",
+    )
 
 
 def _mqtt_by_default(value: Any) -> Any:

@@ -198,14 +198,21 @@ class MemoryUplink:
     (as ``reply``) through the same gate as on a broker.
     """
 
-    def __init__(self, outbox: Outbox, clock: Clock | None = None, batch_size: int = BATCH) -> None:
+    def __init__(
+        self,
+        outbox: Outbox,
+        clock: Clock | None = None,
+        batch_size: int = BATCH,
+        keep: int | None = None,
+    ) -> None:
         self._outbox = outbox
         self._clock = clock
         self._batch_size = batch_size
         self._stats = UplinkStats()
         self._started = False
         self._handler: CommandHandler | None = None
-        self.sent: list[tuple[str, bytes]] = []  # (topic suffix, payload) in publish order
+        #: (topic suffix, payload) in publish order: the last ``keep`` (None: all of them)
+        self.sent: deque[tuple[str, bytes]] = deque(maxlen=keep)
 
     def on_command(self, handler: CommandHandler) -> None:
         self._handler = handler
@@ -1083,5 +1090,5 @@ def make_uplink(
 ) -> Uplink:
     """The uplink the configuration asks for."""
     if isinstance(config, MemoryUplinkConfig):
-        return MemoryUplink(outbox, clock=clock)
+        return MemoryUplink(outbox, clock=clock, keep=config.keep)
     return MqttUplink(config, hub_id, outbox, clock, version)

@@ -434,12 +434,32 @@ def test_memory_uplink_publishes_at_once() -> None:
         outbox.add(alert(2), now=3.0)
         uplink.notify()
         assert await uplink.drain(1.0)
-        assert uplink.sent == [
+        assert list(uplink.sent) == [
             ("alert", encode(alert(1))),
             ("alert", encode(alert(2))),
             ("heartbeat", encode(heartbeat(5))),
         ]
         assert outbox.depth() == 0
+        await uplink.stop()
+
+    run(main())
+
+
+def test_memory_uplink_keeps_only_the_last_messages_it_is_told_to() -> None:
+    """A replay of a year publishes tens of thousands of heartbeats: only the last
+    ``keep`` stay readable, all are counted."""
+
+    async def main() -> None:
+        outbox = MemoryOutbox(1 << 20)
+        config = MemoryUplinkConfig(type="memory", keep=3)
+        uplink = make_uplink(config, HUB, outbox, CLOCK, VERSION)
+        assert isinstance(uplink, MemoryUplink)
+        await uplink.start()
+        for n in range(1, 6):
+            outbox.add(alert(n), now=float(n))
+            uplink.notify()
+        assert list(uplink.sent) == [("alert", encode(alert(n))) for n in (3, 4, 5)]
+        assert uplink.stats.published == 5
         await uplink.stop()
 
     run(main())
