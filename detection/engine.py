@@ -197,15 +197,23 @@ class Engine:
         wanted = self._by_kind[event.kind]
         if not wanted:
             return
-        # Only the detectors that saw the event can have moved their wake. One that moved
-        # it later leaves ``next_wakeup`` early: fire() then finds nothing due and works
-        # the true next moment out. Cheaper than a scan of every detector per event.
+        # Only the detectors that saw the event can have moved their wake. When the one
+        # whose wake was next moved it later, every wake is scanned again; otherwise the
+        # earliest is kept, which is cheaper than a scan of every detector per event.
         nxt = self.next_wakeup
+        rescan = False
         for det in wanted:
+            before = det.wake
             det.on_event(event)
-            if det.wake < nxt:  # noqa: PLR1730 - a comparison is cheaper than min() per event
-                nxt = det.wake
-        self.next_wakeup = nxt
+            wake = det.wake
+            if wake < nxt:
+                nxt = wake
+            elif before <= nxt < wake:
+                rescan = True
+        if rescan:
+            self._recompute()
+        else:
+            self.next_wakeup = nxt
 
     def fire(self, now: float) -> None:
         """Run every detector whose ``wake`` is due at ``now``; the clock is at ``now``."""

@@ -106,6 +106,9 @@ class _Sensor:
     down: str | None = None  # why it counts as down now: OFFLINE, DECLARED, ...
     alerted: bool = False  # an alert was raised for this silence
     battery: str | None = None  # why its battery counts as low: "percent" or "flag"
+    #: how long it may be silent (``SensorHealth._limit``'s seconds), kept up to date by
+    #: ``SensorHealth._relimit`` so that the path of every event does not work it out
+    limit_s: float | None = None
 
 
 def _sensor(
@@ -139,6 +142,8 @@ class SensorHealth(Detector):
             sid: _sensor(sid, s.room, s.role, s.kind, s.label, s.report_interval_s)
             for sid, s in self.home.sensors.items()
         }
+        for st in self.sensors.values():
+            self._relimit(st)
         self.start: float | None = None  # when the rule first learned the time
         self.start_wall = 0.0
         self._due: dict[str, float] = {}  # sensor -> when its silence is reported
@@ -191,8 +196,14 @@ class SensorHealth(Detector):
             return self.cfg.silent_factor * max(st.learned, LEARNED_FLOOR_S), LEARNED
         return None
 
+    def _relimit(self, st: _Sensor) -> None:
+        """``st.limit_s`` anew, after what ``_limit`` depends on has changed."""
+        limit = self._limit(st)
+        st.limit_s = None if limit is None else limit[0]
+
     # ---- events ----------------------------------------------------------------------
     def on_event(self, event: SensorEvent) -> None:
+        # Every event of the home comes here: _set_due and _clear_due are inlined.
         now = event.mono
         if self.start is None:
             self._begin(now, event.wall)
@@ -206,39 +217,49 @@ class SensorHealth(Detector):
             return
         if st.down is not None:
             self._heard_again(sid, st, now)
-        st.last, st.last_wall = now, event.wall
+        st.last = now
+        st.last_wall = event.wall
         st.offline_mono = None
         if kind in MEASUREMENT_KINDS:
-            self._measure(st, now)
+            last = st.last_measure
+            if last is None or now - last >= SAME_REPORT_S:  # else: the same report
+                self._measure(st, now)
         elif kind in ACTIVITY_KINDS:
-            st.activity_kinds = True
+            if not st.activity_kinds:
+                st.activity_kinds = True
+                self._relimit(st)
             if kind in _ROUTINE_KINDS and st.can_be_routine:
                 st.routine = True
             if not st.worn and is_person_activity(event):
                 self._person_seen(sid, now, event.wall)
         if kind is EventKind.BATTERY or kind is EventKind.BATTERY_LOW:
             self._battery(sid, st, event)
-        limit = self._limit(st)
+        limit = st.limit_s
         if limit is None:
-            self._clear_due(sid)
+            self._due.pop(sid, None)
         else:
-            self._set_due(sid, now + limit[0])
+            due = now + limit
+            self._due[sid] = due
+            if due < self.wake:  # noqa: PLR1730 - a due moved later leaves wake early: see _set_due
+                self.wake = due
         if st.routine:
-            self._act_due = min(self._act_due, now + self.cfg.activity_silence)
+            due = now + self.cfg.activity_silence
+            if due < self._act_due:  # noqa: PLR1730 - cheaper than min() per event
+                self._act_due = due
 
     def _measure(self, st: _Sensor, now: float) -> None:
+        """A new report (not another value of the last one) of a measuring sensor."""
         if st.last_measure is None:
             st.last_measure = now
             return
         gap = now - st.last_measure
-        if gap < SAME_REPORT_S:
-            return  # another value of the same report
         st.last_measure = now
         st.gaps.append(gap)
         st.n_gaps += 1
         # the median of the last gaps, worked out every few reports: it moves slowly
         if len(st.gaps) >= LEARN_MIN_GAPS and (st.learned is None or st.n_gaps % 8 == 0):
             st.learned = statistics.median(st.gaps)
+            self._relimit(st)
 
     def _person_seen(self, sid: str, now: float, wall: float) -> None:
         """The person did something at ``sid``: the other activity sensors should too."""
@@ -469,10 +490,10 @@ class SensorHealth(Detector):
         )
 
     def on_wakeup(self, now: float) -> None:
+        # Most wakes find nothing due: a thermometer reporting every two minutes moves
+        # its due later at every report and leaves the wake behind (see _set_due).
         wall = self.clock.wall()
-        for sid, due in sorted(self._due.items(), key=lambda item: (item[1], item[0])):
-            if due > now:
-                break
+        for _due, sid in sorted([(due, sid) for sid, due in self._due.items() if due <= now]):
             del self._due[sid]
             st = self.sensors[sid]
             if st.alerted:

@@ -85,15 +85,21 @@ class Temperature(Detector):
         room = self.rooms.get(room_name)
         if room is None:
             room = self.rooms[room_name] = _Room(room_name)
+        stale = self._stale_after
+        before = room.readings.get(event.sensor)
         room.readings[event.sensor] = (event.value, event.mono)
         room.restored = None
         self._evaluate(room, event.mono, event.wall)
-        # Lazy: a reading only moves this room's moments; one that moved later leaves
-        # ``wake`` early, and on_wakeup, finding nothing due, aims again.
+        if before is not None and before[1] + stale[event.sensor] <= self.wake:
+            # The reading this one replaces was to go stale first: aim again, or the rule
+            # would wake for nothing at every report of the most frequent thermometer.
+            self._rewake()
+            return
+        # Lazy otherwise: a reading only moves this room's moments; one that moved later
+        # leaves ``wake`` early, and on_wakeup, finding nothing due, aims again.
         wake = self.wake
         if room.run is not None and not room.alerted:
             wake = min(wake, room.run_mono + self.cfg.lasting)
-        stale = self._stale_after
         for sid, (_, mono) in room.readings.items():
             wake = min(wake, mono + stale[sid])
         self.wake = wake
@@ -128,13 +134,17 @@ class Temperature(Detector):
         """Where ``room`` stands at ``now``: start, continue or end a count; raise, resolve."""
         fresh: list[float] = []
         newest_stale = -INF
-        for sid in sorted(room.readings):
-            value, mono = room.readings[sid]
-            if now - mono >= self._stale_after[sid]:
-                del room.readings[sid]
+        readings = room.readings
+        stale_after = self._stale_after
+        for sid, (value, mono) in readings.items():
+            if now - mono >= stale_after[sid]:
                 newest_stale = max(newest_stale, mono)
             else:
                 fresh.append(value)
+        if newest_stale > -INF:
+            for sid, (_, mono) in list(readings.items()):
+                if now - mono >= stale_after[sid]:
+                    del readings[sid]
         if not fresh:
             if room.restored is not None and math.isinf(newest_stale):
                 # taken back after a restart and not a reading since: stale once they
@@ -154,7 +164,8 @@ class Temperature(Detector):
                 )
             self._reset(room)
             return
-        mean = math.fsum(fresh) / len(fresh)
+        # fsum rounds exactly once, so the order of the readings does not change the mean
+        mean = fresh[0] if len(fresh) == 1 else math.fsum(fresh) / len(fresh)
         low, high, hyst = self.cfg.low, self.cfg.high, self.cfg.hysteresis
         if room.alerted:
             cold = room.run == _COLD
