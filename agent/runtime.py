@@ -372,9 +372,14 @@ class Runtime:
         low = sorted(self.health.battery_low)
         oldest = self.outbox.oldest()
         wall = self.clock.wall()
+        unwell = [
+            h
+            for h in self.driver_health.values()
+            if h.state != "running" or h.restarts or h.malformed_count
+        ]
         return HeartbeatMessage(
             hub=self.config.hub.id,
-            at=datetime.fromtimestamp(wall, tz=self.clock.tz),
+            at=datetime.fromtimestamp(int(wall), tz=self.clock.tz),  # seconds are enough
             version=__version__,
             uptime_s=max(0, int(now_mono - self._started_mono)),
             clock_synced=self.clock.wall_synced(),
@@ -390,6 +395,7 @@ class Runtime:
                 dropped=self.outbox.dropped(),
             ),
             disk_free_mb=self._disk_free_mb(),
+            drivers_ok=len(self.driver_health) - len(unwell),
             drivers=[
                 DriverStatus(
                     name=h.name[:64],
@@ -397,7 +403,7 @@ class Runtime:
                     restarts=h.restarts,
                     malformed=h.malformed_count,
                 )
-                for h in list(self.driver_health.values())[:16]
+                for h in unwell[:16]
             ],
         )
 

@@ -30,6 +30,7 @@ from agent.clock import LiveClock
 from agent.config import DriverConfig, validate_config
 from agent.events import EventKind, SensorEvent
 from agent.localstatus import StatusServer
+from agent.messages import HeartbeatMessage
 from agent.runtime import Runtime
 from drivers import registry
 from drivers.base import Driver, DriverContext, Indication
@@ -167,6 +168,29 @@ def test_a_quiet_driver_that_shows_signs_of_life_is_left_alone() -> None:
     asyncio.run(scenario())
     assert len(ScriptDriver.instances) == 1
     assert runtime.driver_health["script-0"].restarts == 0
+
+
+@pytest.mark.usefixtures("script_driver")
+def test_the_heartbeat_counts_the_well_drivers_and_names_only_the_others() -> None:
+    """Every heartbeat listing every well driver would cost a fifth of a hub's bytes."""
+    runtime = make_runtime(alive_every=0.05)
+    beats: list[HeartbeatMessage] = []
+
+    async def scenario() -> None:
+        task = asyncio.create_task(runtime.run(drain_timeout=1.0))
+        health = runtime.driver_health
+        await until(lambda: "script-0" in health and health["script-0"].state == "running")
+        beats.append(runtime.heartbeat_message())
+        runtime.driver_health["script-0"].malformed("a garbled payload")
+        beats.append(runtime.heartbeat_message())
+        runtime.request_stop()
+        await task
+
+    asyncio.run(scenario())
+    well, garbled = beats
+    assert (well.drivers_ok, well.drivers) == (1, [])
+    assert garbled.drivers_ok == 0
+    assert [(d.name, d.state, d.malformed) for d in garbled.drivers] == [("script-0", "running", 1)]
 
 
 # ---- indications: LED and buzzer ------------------------------------------------------------
