@@ -33,14 +33,12 @@ import os
 import random
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import date
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -57,11 +55,10 @@ from agent.homemap import HomeMap, Role, SensorSpec  # noqa: E402
 from agent.messages import AlertMessage  # noqa: E402
 from agent.outbox import open_outbox  # noqa: E402
 from agent.runtime import Runtime  # noqa: E402
-from agent.traces.format import read_header, write_trace  # noqa: E402
-from agent.traces.simulate import simulate  # noqa: E402
+from agent.traces.format import read_header  # noqa: E402
+from bench.common import Figure, busy_home, median  # noqa: E402
 from drivers.replay.config import ReplayConfig  # noqa: E402
 
-CACHE = ROOT / "bench" / ".cache"
 HUB = "h-bench"
 MB = 1024 * 1024
 
@@ -204,16 +201,6 @@ async def measure_latency(broker: Mosquitto, presses: int, workdir: Path, seed: 
 # -- 2. disk -------------------------------------------------------------------------
 
 
-def busy_home(days: int) -> Path:
-    path = CACHE / f"busy-{days}d-seed1.jsonl"
-    if not path.exists():
-        sim = simulate(days, 1, date(2025, 1, 1), ZoneInfo("Europe/Amsterdam"), "busy")
-        CACHE.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        write_trace(tmp, sim.header, sim.events)
-        tmp.rename(path)
-    return path
-
 
 def read_io() -> dict[str, int]:
     with open("/proc/self/io", encoding="ascii") as fh:
@@ -271,11 +258,11 @@ PARTS = {
 
 
 def measure_disk(
-    days: int, workdir: Path, store_flush: float | None
+    days: int, workdir: Path, store_flush: float | None, presses: bool = False
 ) -> tuple[dict[str, Any], dict[str, list[int]]]:
     """The child's own figures, and per part of the hub [bytes, write calls, syncs]."""
-    trace = busy_home(days)
-    where = workdir / "disk"
+    trace = busy_home(days, presses)
+    where = workdir / ("disk-presses" if presses else "disk")
     where.mkdir()
     order = json.dumps({"trace": str(trace), "dir": str(where), "store_flush": store_flush})
     argv = [sys.executable, __file__, "--disk-child", order]
@@ -323,6 +310,158 @@ def measure_kills(broker: Mosquitto, kills: int, workdir: Path, seed: int) -> st
 # -- the table -----------------------------------------------------------------------
 
 
+def latency_figures(presses: int, work: Path, seed: int) -> list[Figure]:
+    with Mosquitto() as broker:
+        lat = asyncio.run(measure_latency(broker, presses, work, seed))
+    p99, b99 = percentile(lat.press_to_received, 99), percentile(lat.baseline, 99)
+    goal = 2 * b99 + 0.005
+    print(f"\nlatency, {len(lat.press_to_received)} presses one at a time "
+          f"(baseline: {len(lat.baseline)} round trips, interleaved)")  # fmt: skip
+    print(f"  {'':34} {'p50':>10} {'p99':>10} {'max':>10}")
+    rows = [
+        ("press -> alert at mosquitto_sub", lat.press_to_received),
+        ("  of which press -> on disk", lat.press_to_stored),
+        ("mosquitto_pub -> mosquitto_sub", lat.baseline),
+    ]
+    for name, values in rows:
+        print(f"  {name:34} {ms(median(values))} {ms(percentile(values, 99))}"
+              f" {ms(max(values))}")  # fmt: skip
+    verdict = "met" if p99 <= goal else "NOT met"
+    print(f"  goal p99 <= 2 x {ms(b99).strip()} + 5 ms = {ms(goal).strip()}: {verdict}")
+    return [
+        Figure(
+            "help button to subscriber, through Mosquitto",
+            f"p50 {ms(median(lat.press_to_received)).strip()}, p99 {ms(p99).strip()}",
+            f"mosquitto_pub -> mosquitto_sub: p50 {ms(median(lat.baseline)).strip()}, "
+            f"p99 {ms(b99).strip()}",
+            "p99 <= 2 x baseline p99 + 5 ms",
+            p99 <= goal,
+            f"{len(lat.press_to_received)} presses; of which on disk (synced): p50 "
+            f"{ms(median(lat.press_to_stored)).strip()}",
+        )
+    ]
+
+
+def disk_figures(days: int, work: Path, store_flush: float | None) -> list[Figure]:
+    result, by_part = measure_disk(days, work, store_flush)
+    days_f = result["days"]
+    io = result["io"]
+    written = io["wchar"] / days_f
+    dirtied = (io["write_bytes"] - io["cancelled_write_bytes"]) / days_f
+    print(f"\ndisk, busy home: {days_f:.0f} simulated days, "
+          f"{result['events'] / days_f:,.0f} events/day, {result['alerts']} alerts, "
+          f"{result['heartbeats']} heartbeats, "
+          f"replayed in {result['seconds']:.1f} s")  # fmt: skip
+    print(f"  handed to write(2)/pwrite(2) {written / MB:8.2f} MB/day "
+          f"({io['syscw'] / days_f:,.0f} calls/day)")  # fmt: skip
+    print(f"  dirtied for the block layer   {dirtied / MB:8.2f} MB/day")
+    for part, (size, calls, syncs) in sorted(by_part.items()):
+        print(f"    {part:27} {size / days_f / MB:8.2f} MB/day "
+              f"({calls / days_f:,.0f} writes, {syncs / days_f:,.0f} syncs a day)")  # fmt: skip
+    sizes = ", ".join(f"{n} {s / MB:.1f} MB" for n, s in result["files"].items())
+    print(f"  files at the end: {sizes}")
+    worst = max(written, dirtied)
+    print(f"  goal <= 5 MB/day: {'met' if worst <= 5 * MB else 'NOT met'}")
+    figures = [
+        Figure(
+            "disk: bytes written a day, busy home",
+            f"{written / MB:.2f} MB/day",
+            f"dirtied for the block layer {dirtied / MB:.2f} MB/day",
+            "<= 5 MB/day",
+            worst <= 5 * MB,
+            f"{days_f:.0f} simulated days replayed with the event store, the routine file "
+            f"and the SQLite outbox on disk",
+        )
+    ]
+    if not by_part:
+        print("  strace is not installed: fsyncs per alert not measured")
+        return figures
+    # Fsyncs per alert: the same home with a help-button press every day, against the home
+    # without; the outbox's extra syncs over its extra alert messages.
+    pressed, pressed_parts = measure_disk(days, work, store_flush, presses=True)
+    extra_alerts = pressed["alerts"] - result["alerts"]
+    base_syncs = by_part.get("outbox", [0, 0, 0])[2]
+    extra_syncs = pressed_parts.get("outbox", [0, 0, 0])[2] - base_syncs
+    all_syncs = sum(v[2] for v in pressed_parts.values()) - sum(v[2] for v in by_part.values())
+    amortised = extra_syncs / extra_alerts
+    on_path = fsyncs_on_the_alert_path(work, 200)
+    assert on_path is not None
+    print(f"  with a help-button press a day: {extra_alerts} more alert messages, "
+          f"{extra_syncs} more outbox syncs ({all_syncs} more in all): {amortised:.2f} per "
+          f"alert, with the checkpoints at later heartbeats")  # fmt: skip
+    print(f"  inside the store of an alert: {on_path:.2f} per alert (goal <= 1)")
+    figures.append(
+        Figure(
+            "disk: fsyncs per alert",
+            f"{on_path:.2f} when it is stored; {amortised:.2f} with the checkpoints it brings "
+            "forward",
+            f"the outbox's syncs without alerts: {base_syncs / days_f:.1f} a day "
+            f"(checkpoints); every file's: {sum(v[2] for v in by_part.values()) / days_f:.1f}"
+            " a day",
+            "<= 1",
+            on_path <= 1,
+            f"200 alerts stored one by one, and {extra_alerts} alert messages from a press a "
+            "day against none; strace counts fsync and fdatasync",
+        )
+    )
+    return figures
+
+
+ALERT_PROBE = """
+import sys
+sys.path.insert(0, sys.argv[2])
+from bench.common import probe_alerts
+probe_alerts(sys.argv[1], int(sys.argv[3]))
+"""
+
+
+def fsyncs_on_the_alert_path(work: Path, alerts: int) -> float | None:
+    """Fsyncs per alert inside ``add``: ``alerts`` alerts stored one by one, each with a
+    state record as the runtime stores them, counted by strace between two markers."""
+    strace = shutil.which("strace")
+    if strace is None:
+        return None
+    log = work / "strace-alerts.txt"
+    subprocess.run(
+        [strace, "-f", "-qq", "-o", str(log), "-e", "trace=fsync,fdatasync,write",
+         sys.executable, "-c", ALERT_PROBE, str(work / "probe.db"), str(ROOT), str(alerts)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    inside, syncs = False, 0
+    for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+        if '"START' in line:
+            inside = True
+        elif '"END' in line:
+            inside = False
+        elif inside and ("fsync(" in line or "fdatasync(" in line):
+            syncs += 1
+    return syncs / alerts
+
+
+def kill_figures(kills: int, work: Path, seed: int) -> list[Figure]:
+    print(f"\nkill -9 harness, {kills} kills, broker up:", flush=True)
+    with Mosquitto() as broker:
+        text = measure_kills(broker, kills, work, seed)  # raises if an alert was lost
+    print("  " + text)
+    print("  zero accepted alerts lost, PRAGMA integrity_check ok after every kill")
+    return [Figure(f"kill -9, {kills} times", "0 accepted alerts lost", "", "0 lost", True, text)]
+
+
+def run(quick: bool, presses: int = 1000, days: int = 120, kills: int = 1000) -> list[Figure]:
+    """Latency, disk and kill -9 for ``bench/all.py``; quick: fewer of each."""
+    logging.basicConfig(level=logging.ERROR)
+    if quick:
+        presses, days, kills = 100, 28, 50
+    seed = int.from_bytes(os.urandom(4), "big")
+    with tempfile.TemporaryDirectory(prefix="bench-uplink-") as tmp:
+        work = Path(tmp)
+        return [
+            *latency_figures(presses, work, seed),
+            *disk_figures(days, work, None),
+            *kill_figures(kills, work, seed),
+        ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -350,48 +489,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-uplink-") as tmp:
         work = Path(tmp)
         if "latency" in parts:
-            with Mosquitto() as broker:
-                lat = asyncio.run(measure_latency(broker, args.presses, work, args.seed))
-            p99, b99 = percentile(lat.press_to_received, 99), percentile(lat.baseline, 99)
-            goal = 2 * b99 + 0.005
-            print(f"\nlatency, {len(lat.press_to_received)} presses one at a time "
-                  f"(baseline: {len(lat.baseline)} round trips, interleaved)")  # fmt: skip
-            print(f"  {'':34} {'p50':>10} {'p99':>10} {'max':>10}")
-            rows = [
-                ("press -> alert at mosquitto_sub", lat.press_to_received),
-                ("  of which press -> on disk", lat.press_to_stored),
-                ("mosquitto_pub -> mosquitto_sub", lat.baseline),
-            ]
-            for name, values in rows:
-                print(f"  {name:34} {ms(statistics.median(values))} {ms(percentile(values, 99))}"
-                      f" {ms(max(values))}")  # fmt: skip
-            verdict = "met" if p99 <= goal else "NOT met"
-            print(f"  goal p99 <= 2 x {ms(b99).strip()} + 5 ms = {ms(goal).strip()}: {verdict}")
+            latency_figures(args.presses, work, args.seed)
         if "disk" in parts:
-            result, by_part = measure_disk(args.days, work, args.store_flush)
-            days = result["days"]
-            io = result["io"]
-            written = io["wchar"] / days
-            dirtied = (io["write_bytes"] - io["cancelled_write_bytes"]) / days
-            print(f"\ndisk, busy home: {days:.0f} simulated days, "
-                  f"{result['events'] / days:,.0f} events/day, {result['alerts']} alerts, "
-                  f"{result['heartbeats']} heartbeats, "
-                  f"replayed in {result['seconds']:.1f} s")  # fmt: skip
-            print(f"  handed to write(2)/pwrite(2) {written / MB:8.2f} MB/day "
-                  f"({io['syscw'] / days:,.0f} calls/day)")  # fmt: skip
-            print(f"  dirtied for the block layer   {dirtied / MB:8.2f} MB/day")
-            for part, (size, calls, syncs) in sorted(by_part.items()):
-                print(f"    {part:27} {size / days / MB:8.2f} MB/day "
-                      f"({calls / days:,.0f} writes, {syncs / days:,.0f} syncs a day)")  # fmt: skip
-            sizes = ", ".join(f"{n} {s / MB:.1f} MB" for n, s in result["files"].items())
-            print(f"  files at the end: {sizes}")
-            verdict = "met" if max(written, dirtied) <= 5 * MB else "NOT met"
-            print(f"  goal <= 5 MB/day: {verdict}")
+            disk_figures(args.days, work, args.store_flush)
         if "kills" in parts:
-            print(f"\nkill -9 harness, {args.kills} kills, broker up:", flush=True)
-            with Mosquitto() as broker:
-                print("  " + measure_kills(broker, args.kills, work, args.seed))
-            print("  zero accepted alerts lost, PRAGMA integrity_check ok after every kill")
+            kill_figures(args.kills, work, args.seed)
 
 
 if __name__ == "__main__":
