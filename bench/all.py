@@ -7,12 +7,18 @@ each in this process through its ``run(quick)``; their own output goes by as the
 ``--quick`` is a first look (smaller homes, fewer repeats); the published figures come
 from a full run, which takes about half an hour on two cores. A benchmark that fails is
 written down as failed, the others still run, and the exit status is 1.
+
+Each benchmark's last figures are kept in bench/.cache/results.json, so ``--only``
+measures some again and BENCHMARKS.md still shows the others, each section with the
+time and command of its own run.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
+import json
 import os
 import platform
 import shutil
@@ -67,7 +73,10 @@ def cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def render(figures: dict[str, list[Figure]], failed: dict[str, str], args: str, took: float) -> str:
+RESULTS = ROOT / "bench" / ".cache" / "results.json"
+
+
+def render(results: dict[str, dict[str, object]]) -> str:
     met = {True: "met", False: "**missed**", None: "-"}
     lines = [
         "# Benchmarks",
@@ -75,8 +84,6 @@ def render(figures: dict[str, list[Figure]], failed: dict[str, str], args: str, 
         "Measured by `bench/all.py`; every figure is a median, next to a baseline measured in",
         "the same run. Written by the command, not by hand: run it again to check.",
         "",
-        f"- Command: `.venv/bin/python bench/all.py{args}`",
-        f"- Run: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {took / 60:.0f} min",
         *machine(),
         "",
         "These machines are not the hub: a Raspberry Pi Zero 2 W (four Cortex-A53 cores at",
@@ -85,19 +92,22 @@ def render(figures: dict[str, list[Figure]], failed: dict[str, str], args: str, 
         "",
     ]
     for module, about in BENCHMARKS.items():
-        if module not in figures and module not in failed:
+        result = results.get(module)
+        if result is None:
             continue
         lines += [f"## {about} (`bench/{module}.py`)", ""]
-        if module in failed:
-            lines += ["Failed:", "", "```", failed[module].rstrip(), "```", ""]
+        lines += [f"Run {result['when']} UTC, {result['minutes']} min: `{result['command']}`", ""]
+        if result.get("failed"):
+            lines += ["Failed:", "", "```", str(result["failed"]).rstrip(), "```", ""]
             continue
+        figures = [Figure(**f) for f in result["figures"]]  # type: ignore[attr-defined]
         lines += ["| figure | median | baseline, same run | goal | |", "|---|---|---|---|---|"]
-        for fig in figures[module]:
+        for fig in figures:
             lines.append(
                 f"| {cell(fig.name)} | {cell(fig.value)} | {cell(fig.baseline)} | "
                 f"{cell(fig.goal)} | {met[fig.met]} |"
             )
-        notes = [f"- {cell(fig.name)}: {cell(fig.note)}" for fig in figures[module] if fig.note]
+        notes = [f"- {cell(fig.name)}: {cell(fig.note)}" for fig in figures if fig.note]
         if notes:
             lines += ["", *notes]
         lines.append("")
@@ -114,25 +124,34 @@ def main() -> int:
     unknown = [name for name in chosen if name not in BENCHMARKS]
     if unknown:
         parser.error(f"unknown benchmark(s): {', '.join(unknown)}")
-    figures: dict[str, list[Figure]] = {}
-    failed: dict[str, str] = {}
-    started = time.monotonic()
+    results: dict[str, dict[str, object]] = {}
+    if RESULTS.exists():
+        results = json.loads(RESULTS.read_text(encoding="utf-8"))
+    flags = (" --quick" if args.quick else "") + (f" --only {args.only}" if args.only else "")
+    failures = 0
     for name in chosen:
         print(f"\n===== {name}: {BENCHMARKS[name]} =====", flush=True)
+        started = time.monotonic()
+        result: dict[str, object] = {"command": f".venv/bin/python bench/all.py{flags}"}
         try:
             module = importlib.import_module(f"bench.{name}")
-            figures[name] = module.run(args.quick)
+            figures = module.run(args.quick)
+            result["figures"] = [dataclasses.asdict(f) for f in figures]
+            for fig in figures:
+                verdict = {True: "met", False: "MISSED", None: "-"}[fig.met]
+                print(f"  {name}: {fig.name}: {fig.value} ({verdict})")
         except Exception:
-            failed[name] = traceback.format_exc()
-            print(failed[name], file=sys.stderr)
-    flags = (" --quick" if args.quick else "") + (f" --only {args.only}" if args.only else "")
-    args.out.write_text(render(figures, failed, flags, time.monotonic() - started) + "\n")
+            result["failed"] = traceback.format_exc()
+            print(result["failed"], file=sys.stderr)
+            failures += 1
+        result["when"] = f"{datetime.now(UTC):%Y-%m-%d %H:%M}"
+        result["minutes"] = round((time.monotonic() - started) / 60, 1)
+        results[name] = result
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(results, indent=1), encoding="utf-8")
+        args.out.write_text(render(results) + "\n", encoding="utf-8")
     print(f"\nwritten: {args.out}")
-    for name, figs in figures.items():
-        for fig in figs:
-            verdict = {True: "met", False: "MISSED", None: "-"}[fig.met]
-            print(f"  {name:10} {fig.name}: {fig.value} ({verdict})")
-    return 1 if failed else 0
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":

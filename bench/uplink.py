@@ -447,19 +447,16 @@ def kill_figures(kills: int, work: Path, seed: int) -> list[Figure]:
     return [Figure(f"kill -9, {kills} times", "0 accepted alerts lost", "", "0 lost", True, text)]
 
 
-def run(quick: bool, presses: int = 1000, days: int = 120, kills: int = 1000) -> list[Figure]:
-    """Latency, disk and kill -9 for ``bench/all.py``; quick: fewer of each."""
+def run(quick: bool, presses: int = 1000, days: int = 120) -> list[Figure]:
+    """Latency and disk for ``bench/all.py`` (quick: fewer presses, fewer days). The kill -9
+    harness is not a budget figure: ``--only kills`` runs it, and the suite runs 200."""
     logging.basicConfig(level=logging.ERROR)
     if quick:
-        presses, days, kills = 100, 28, 50
+        presses, days = 100, 28
     seed = int.from_bytes(os.urandom(4), "big")
     with tempfile.TemporaryDirectory(prefix="bench-uplink-") as tmp:
         work = Path(tmp)
-        return [
-            *latency_figures(presses, work, seed),
-            *disk_figures(days, work, None),
-            *kill_figures(kills, work, seed),
-        ]
+        return [*latency_figures(presses, work, seed), *disk_figures(days, work, None)]
 
 
 def main() -> None:
