@@ -39,7 +39,7 @@ BENCHMARKS = {
     "replay": "replay throughput",
     "evaluate": "the evaluation protocol",
     "upstream": "bytes upstream a day",
-    "uplink": "latency, disk, kill -9",
+    "uplink": "latency and disk",
     "footprint": "startup, memory, CPU",
     "fleet": "a fleet of simulated hubs against one Mosquitto",
 }
