@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import Figure  # noqa: E402
+from bench.common import Figure, cpu_model  # noqa: E402
 
 #: module -> what it measures, in the order they run (the cheap and quiet ones first)
 BENCHMARKS = {
@@ -47,12 +47,7 @@ BENCHMARKS = {
 
 def machine() -> list[str]:
     """What the figures were measured on."""
-    cpu = "unknown"
-    with open("/proc/cpuinfo", encoding="utf-8") as fh:
-        for line in fh:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    cpu = cpu_model()
     with open("/proc/meminfo", encoding="utf-8") as fh:
         mem_kb = int(fh.readline().split()[1])
     mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"

@@ -36,6 +36,15 @@ class Figure:
     note: str = ""  # how it was measured, in a few words
 
 
+def cpu_model() -> str:
+    """The processor's model name from /proc/cpuinfo ("unknown CPU" when it has none)."""
+    with open("/proc/cpuinfo", encoding="utf-8") as fh:
+        for line in fh:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return "unknown CPU"
+
+
 def median(values: list[float]) -> float:
     """The median of a non-empty list (the figure quoted everywhere)."""
     return statistics.median(values)

@@ -26,9 +26,8 @@ from agent.detectconfig import DetectionConfig  # noqa: E402
 from agent.evaluate import evaluate_home, run_system  # noqa: E402
 from agent.traces.format import iter_events, read_header, write_labels, write_trace  # noqa: E402
 from agent.traces.simulate import simulate  # noqa: E402
-from bench.common import Figure  # noqa: E402
+from bench.common import CACHE, Figure  # noqa: E402
 
-CACHE = ROOT / "bench" / ".cache"
 SHARED = Path(os.environ.get("LEEFSAMEN_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 

@@ -80,7 +80,7 @@ from agent.devtools.pki import TestPki  # noqa: E402
 from agent.messages import encode  # noqa: E402
 from agent.uplink import backoff_delay  # noqa: E402
 from bench import fleetclient as fc  # noqa: E402
-from bench.common import Figure, median  # noqa: E402
+from bench.common import Figure, cpu_model, median  # noqa: E402
 
 CLIENT: Final = Path(__file__).with_name("fleetclient.py")
 TICK: Final = os.sysconf("SC_CLK_TCK")
@@ -885,12 +885,7 @@ def print_storms(run: FleetRun) -> None:
 
 
 def machine() -> str:
-    model = "unknown CPU"
-    with open("/proc/cpuinfo", encoding="utf-8") as fh:
-        for line in fh:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+    model = cpu_model()
     binary = Mosquitto(extra_conf=BROKER_CONF).binary
     return f"{os.cpu_count()} cores, {model}, {mosquitto_version(binary)}"
 

@@ -97,9 +97,8 @@ from agent.devtools.pki import TestPki  # noqa: E402
 from agent.events import EventKind, SensorEvent  # noqa: E402
 from agent.traces.format import write_trace  # noqa: E402
 from agent.traces.simulate import default_home, simulate  # noqa: E402
-from bench.common import Figure, median  # noqa: E402
+from bench.common import CACHE, Figure, cpu_model, median  # noqa: E402
 
-CACHE = ROOT / "bench" / ".cache"
 PYTHON = sys.executable
 HUB = str(Path(sys.executable).with_name("hub"))
 LAUNCH = str(ROOT / "bench" / "footprint_launch.py")
@@ -180,13 +179,7 @@ def compile_sources() -> None:
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    return f"{cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 # ---- systemd's side -----------------------------------------------------------------------

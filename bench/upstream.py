@@ -35,7 +35,6 @@ import sys
 import tempfile
 from collections import Counter
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -51,11 +50,9 @@ from agent.events import EventKind, SensorEvent  # noqa: E402
 from agent.messages import AlertMessage  # noqa: E402
 from agent.replay import replay_runtime  # noqa: E402
 from agent.runtime import Runtime  # noqa: E402
-from agent.traces.format import write_trace  # noqa: E402
-from agent.traces.simulate import simulate  # noqa: E402
-from bench.common import Figure  # noqa: E402
+from agent.traces.format import read_header  # noqa: E402
+from bench.common import Figure, busy_home  # noqa: E402
 
-CACHE = ROOT / "bench" / ".cache"
 HUB = "h-0412"
 TZ = ZoneInfo("Europe/Amsterdam")
 DAY = 86400.0
@@ -116,18 +113,6 @@ class Costs:
     keepalive: float
     heartbeat_payload: float
     alert_payload: float
-
-
-def busy_home(days: int) -> tuple[Path, Any]:
-    """A simulated busy home of ``days`` days (cached) and its home map."""
-    path = CACHE / f"busy-{days}d-seed1.jsonl"
-    sim = simulate(days, 1, date(2025, 1, 1), TZ, "busy")
-    if not path.exists():
-        CACHE.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        write_trace(tmp, sim.header, sim.events)
-        tmp.rename(path)
-    return path, sim.header.home
 
 
 def alerts_per_day(trace: Path, days: int) -> tuple[float, Counter[str]]:
@@ -272,7 +257,8 @@ def run(quick: bool, samples: int = 40, days: int = 28) -> list[Figure]:
     logging.basicConfig(level=logging.ERROR)
     if quick:
         samples = 10
-    trace, home = busy_home(days)
+    trace = busy_home(days)
+    home = read_header(trace).home
     per_day, kinds = alerts_per_day(trace, days)
     raw = trace.stat().st_size / days
     defaults = validate_config({"hub": {"id": HUB}}, "<defaults>")
