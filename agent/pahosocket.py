@@ -18,6 +18,21 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 if TYPE_CHECKING:
     from paho.mqtt.client import SocketLike
 
+#: ``loop_misc`` (paho's keepalive timers) runs at most this far apart
+MISC_EVERY_MAX = 15.0
+
+
+def misc_every(keepalive: float, stall_after: float | None = None) -> float:
+    """Seconds between ``loop_misc`` calls: a quarter of the keepalive (a PINGREQ leaves
+    at most that late; the broker allows one and a half keepalives), a quarter of the
+    driver's stall limit where it has one (each call is its sign of life), and no more
+    than ``MISC_EVERY_MAX``. Waking once a second for this cost a hub more CPU than its
+    sensors did."""
+    every = min(MISC_EVERY_MAX, keepalive / 4)
+    if stall_after is not None:
+        every = min(every, stall_after / 4)
+    return max(every, 0.05)
+
 
 class PreparedSocketClient(mqtt.Client):
     """A paho client whose next ``reconnect()`` uses the socket given to ``use_socket``."""

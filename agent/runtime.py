@@ -64,7 +64,6 @@ DRIVER_BACKOFF_MAX = 300.0
 DISK_CHECK_INTERVAL = 60.0
 STORE_RETRY = 30  # seconds between tries to store an alert the outbox refused
 STORE_WARN_EVERY = 600.0  # and between the messages that say so
-UPLINK_WATCH_EVERY = 1.0  # how often the status LED learns whether the centre is reachable
 SEEN_FLASH_EVERY = 1.0  # at most one "sensor seen" flash a second during hub check
 SYSTEMD_STATUS_EVERY = 10.0  # how often systemd's status line is refreshed without a watchdog
 
@@ -539,14 +538,13 @@ class Runtime:
             except Exception as err:
                 log.warning("driver %s could not show %s: %s", name, what.value, err)
 
-    async def _watch_uplink(self) -> None:
-        """Tell the drivers' status LEDs whether the centre is reachable, when that changes."""
-        while True:
-            up = self.uplink.connected
-            if up != self._uplink_shown:
-                self._uplink_shown = up
-                self._indicate(Indication.UPLINK_UP if up else Indication.UPLINK_DOWN)
-            await asyncio.sleep(UPLINK_WATCH_EVERY)
+    def _show_link(self, up: bool) -> None:
+        """Tell the drivers' status LEDs whether the centre is reachable, when that changes
+        (the uplink calls this; nothing polls)."""
+        if self._stopping.is_set() or up == self._uplink_shown:
+            return  # a stopping hub does not flash "centre lost" as it says goodbye
+        self._uplink_shown = up
+        self._indicate(Indication.UPLINK_UP if up else Indication.UPLINK_DOWN)
 
     async def _run_watched(self, driver: Driver, cfg: DriverConfig, health: DriverHealth) -> None:
         """``driver.run()``; with ``stall_after``, cancelled when it shows no sign of life."""
@@ -677,6 +675,8 @@ class Runtime:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
                 loop.add_signal_handler(sig, self.request_stop)
+        if not self.replay:
+            self.uplink.on_link(self._show_link)
         await self.uplink.start()
         if not self.replay:
             self._started_mono = self.clock.monotonic()
@@ -685,7 +685,6 @@ class Runtime:
             self._due = self._started_mono
             self.engine.start()  # silence from now on counts, even if no event ever comes
             self._tasks.append(asyncio.create_task(self._timer_loop(), name="timers"))
-            self._tasks.append(asyncio.create_task(self._watch_uplink(), name="uplink-led"))
             if self.status_server is not None:
                 await self.status_server.start()
             # started: the outbox is open and the uplink runs (whether or not it connects)

@@ -6,7 +6,8 @@ loop; the uplink starts no threads:
 - the socket is opened through the loop (its name lookup, a non-blocking TCP connect and
   TLS handshake) and handed to paho, which then speaks MQTT over it;
 - paho's socket is registered with the loop: readable -> ``loop_read``, writable while
-  paho has bytes queued -> ``loop_write``, and once a second ``loop_misc`` (keepalive);
+  paho has bytes queued -> ``loop_write``, and every quarter keepalive (at most 15 s)
+  ``loop_misc`` (PINGREQ when idle);
 - each QoS 1 publish gets a future keyed by message id, resolved in ``on_publish``
   (the PUBACK) and always removed on timeout, disconnect or cancellation.
 
@@ -62,7 +63,7 @@ from agent.config import MemoryUplinkConfig, MqttUplinkConfig, TlsConfig, Uplink
 from agent.errors import HubError
 from agent.messages import AlertMessage, HeartbeatMessage, ReplyMessage, StatusMessage, encode
 from agent.outbox import ALERT, HEARTBEAT, Outbox, OutboxItem
-from agent.pahosocket import PreparedSocketClient
+from agent.pahosocket import PreparedSocketClient, misc_every
 
 if TYPE_CHECKING:
     from paho.mqtt.client import SocketLike
@@ -81,6 +82,8 @@ MAX_INBOUND: Final = 64 * 1024  # bytes; the largest packet the broker may send 
 
 #: handles one command: the name after ``cmd/`` and the payload in, the reply out
 CommandHandler = Callable[[str, bytes], ReplyMessage]
+#: told whether the centre is reachable (True) or not, each time that changes
+LinkCallback = Callable[[bool], None]
 
 
 class RefusedPayload(HubError):
@@ -130,6 +133,11 @@ class Uplink(Protocol):
 
     def on_command(self, handler: CommandHandler) -> None:
         """Hand every command from the centre to ``handler``; publish the reply it returns."""
+        ...
+
+    def on_link(self, callback: LinkCallback) -> None:
+        """Call ``callback`` with whether the centre is reachable: at once, and again each
+        time that changes (so the status LED needs no polling)."""
         ...
 
     @property
@@ -211,6 +219,7 @@ class MemoryUplink:
         self._stats = UplinkStats()
         self._started = False
         self._handler: CommandHandler | None = None
+        self._links: list[LinkCallback] = []
         #: (topic suffix, payload) in publish order: the last ``keep`` (None: all of them)
         self.sent: deque[tuple[str, bytes]] = deque(maxlen=keep)
 
@@ -235,8 +244,14 @@ class MemoryUplink:
     def stats(self) -> UplinkStats:
         return self._stats
 
+    def on_link(self, callback: LinkCallback) -> None:
+        self._links.append(callback)
+        callback(self._started)
+
     async def start(self) -> None:
         self._started = True
+        for callback in self._links:
+            callback(True)
         self._publish_all()
 
     def notify(self) -> None:
@@ -249,6 +264,8 @@ class MemoryUplink:
 
     async def stop(self) -> None:
         self._started = False
+        for callback in self._links:
+            callback(False)
 
     def _publish_all(self) -> None:
         while batch := self._outbox.take(self._batch_size):
@@ -383,6 +400,7 @@ class MqttUplink:
         self._misc_task: asyncio.Task[None] | None = None
         self._running = False
         self._connected = asyncio.Event()
+        self._links: list[LinkCallback] = []
         self._lost = asyncio.Event()
         self._wake = asyncio.Event()
         self._progress = asyncio.Event()
@@ -396,6 +414,17 @@ class MqttUplink:
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
+
+    def on_link(self, callback: LinkCallback) -> None:
+        self._links.append(callback)
+        callback(self.connected)
+
+    def _tell_link(self, up: bool) -> None:
+        for callback in self._links:
+            try:
+                callback(up)
+            except Exception:  # a status LED must never take the uplink down
+                log.exception("hub %s: telling the link state failed", self._hub)
 
     @property
     def stats(self) -> UplinkStats:
@@ -920,6 +949,7 @@ class MqttUplink:
         self._generation += 1
         self._lost.clear()
         self._connected.set()
+        self._tell_link(True)
         self._wake.set()
         if self._handler is not None:
             self._subscribe_commands()
@@ -987,6 +1017,8 @@ class MqttUplink:
     ) -> None:
         was_connected = self.connected
         self._connected.clear()
+        if was_connected:
+            self._tell_link(False)
         self._lost.set()
         if self._connack is not None and not self._connack.done():
             self._connack.set_result(None)
@@ -1066,8 +1098,9 @@ class MqttUplink:
 
     async def _keepalive(self) -> None:
         """paho's timers: PINGREQ when idle, and a dead link noticed after keepalive."""
+        every = misc_every(self._config.keepalive)
         while True:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(every)
             try:
                 if self._client.loop_misc() != MQTTErrorCode.MQTT_ERR_SUCCESS:
                     return

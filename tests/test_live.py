@@ -214,6 +214,7 @@ def test_drivers_are_told_the_uplink_state_a_help_call_and_a_self_test() -> None
     asyncio.run(scenario())
     shown = ScriptDriver.instances[0].shown
     assert shown[0] is Indication.UPLINK_UP  # the memory uplink is always connected
+    assert Indication.UPLINK_DOWN not in shown  # nor "centre lost" while saying goodbye
     assert Indication.HELP_RAISED in shown and Indication.SELF_TEST in shown
     # nobody ran hub check, so motion does not flash the LED
     assert Indication.SENSOR_SEEN not in shown

@@ -34,6 +34,7 @@ from agent.messages import AlertMessage, Severity
 from agent.runtime import Runtime
 from drivers.base import DriverContext, DriverHealth
 from drivers.radar import JUNK_REPORT_BYTES, Frame, FrameParser, Junk, ld2410, mr60fda2
+from drivers.radar import driver as radar_driver
 from drivers.radar.config import RadarConfig
 from drivers.radar.driver import MotionGate, PresenceHold, RadarDriver
 from drivers.radar.transport import SerialTransport, is_pseudo_terminal
@@ -358,10 +359,14 @@ def radar(**over: Any) -> dict[str, Any]:
 def test_config_defaults_follow_the_model() -> None:
     ld = RadarConfig.model_validate(radar())
     assert (ld.baudrate, ld.stall_after, ld.presence_hold, ld.motion) == (256000, 10.0, 10.0, True)
+    assert ld.read_every == 2.0  # ten reports a second, gathered: one wake-up every 2 s
     mr = RadarConfig.model_validate(radar(model="mr60fda2"))
-    assert (mr.baudrate, mr.stall_after) == (115200, None)
+    assert (mr.baudrate, mr.stall_after, mr.read_every) == (115200, None, 0.0)  # falls at once
     own = RadarConfig.model_validate(radar(baudrate=115200, stall_after="30s", presence_hold="1m"))
     assert (own.baudrate, own.stall_after, own.presence_hold) == (115200, 30.0, 60.0)
+    # a short stall limit gathers less by itself, so a healthy radar is never taken for lost
+    assert RadarConfig.model_validate(radar(stall_after="3s")).read_every == 1.0
+    assert RadarConfig.model_validate(radar(read_every="500ms")).read_every == 0.5
 
 
 @pytest.mark.parametrize(
@@ -372,6 +377,8 @@ def test_config_defaults_follow_the_model() -> None:
         ({"sensor": "bad id"}, "drivers[0].sensor"),
         ({"baudrate": 0}, "drivers[0].baudrate"),
         ({"presence_hold": "soon"}, "drivers[0].presence_hold"),
+        ({"read_every": "6s"}, "drivers[0].read_every"),
+        ({"read_every": "2s", "stall_after": "3s"}, "at most a third of stall_after"),
         ({"parity": "N"}, "drivers[0].parity: unknown key"),
     ],
 )
@@ -500,7 +507,7 @@ def test_ld2410_on_a_pty_reports_presence_and_motion_on_change(
     pty = ptys()
 
     async def scenario() -> Harness:
-        h = Harness(port=pty.path, presence_hold="0.3s", motion_interval="0.3s")
+        h = Harness(port=pty.path, presence_hold="0.3s", motion_interval="0.3s", read_every=0)
         await h.start()
         # someone sitting still: ten reports a second, one presence event
         await stream_until(pty, STATIONARY, lambda: h.driver.frames >= 20)
@@ -529,6 +536,50 @@ def test_ld2410_on_a_pty_reports_presence_and_motion_on_change(
     assert all(e.sensor == "r1" for e in h.events)
     assert h.health.events == 4
     assert h.health.details["link"] == "closed"
+
+
+def test_ld2410_reports_are_gathered_into_a_few_wake_ups_and_none_is_lost(
+    ptys: Callable[[], Pty],
+) -> None:
+    """Ten reports a second would wake the hub ten times a second: with ``read_every``
+    the kernel gathers them and one read takes them all."""
+    pty = ptys()
+
+    async def scenario() -> tuple[int, int, int]:
+        h = Harness(port=pty.path, read_every="0.5s")
+        await h.start()
+        for _ in range(30):  # 1.5 s of a person sitting still
+            pty.write(STATIONARY)
+            await asyncio.sleep(0.05)
+        await wait_until(lambda: h.driver.frames == 30)
+        assert h.driver._transport is not None
+        wakes = h.driver._transport.wakes
+        assert await h.stop() is None
+        return h.driver.frames, h.health.malformed_count, wakes
+
+    frames, malformed, wakes = asyncio.run(scenario())
+    assert (frames, malformed) == (30, 0)
+    assert wakes <= 6, wakes  # about one a half second, not thirty
+
+
+def test_a_frame_split_across_gathered_reads_is_not_junk(ptys: Callable[[], Pty]) -> None:
+    """The rest of a frame may come with the next gathered read: waiting for it is no
+    quiet line."""
+    pty = ptys()
+
+    async def scenario() -> tuple[int, int]:
+        h = Harness(port=pty.path, read_every="1s")
+        await h.start()
+        pty.write(STATIONARY)
+        await wait_until(lambda: h.driver.frames == 1)  # read now; the next read in 1 s
+        pty.write(STATIONARY[:7])  # taken by the next read, alone
+        await asyncio.sleep(1.2)
+        pty.write(STATIONARY[7:])  # taken a second after that
+        await wait_until(lambda: h.driver.frames == 2)
+        assert await h.stop() is None
+        return h.driver.frames, h.health.malformed_count
+
+    assert asyncio.run(scenario()) == (2, 0)
 
 
 def test_mr60fda2_on_a_pty_reports_falls_and_drops_garbage(ptys: Callable[[], Pty]) -> None:
@@ -577,8 +628,9 @@ def test_unplugging_the_radar_ends_the_driver_with_a_transient_error(
 
 
 def test_a_device_node_that_vanishes_quietly_ends_the_driver(
-    ptys: Callable[[], Pty], tmp_path: Path
+    ptys: Callable[[], Pty], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(radar_driver, "PRESENT_CHECK", 0.2)  # 5 s on a hub
     pty = ptys()
     link = tmp_path / "usb-Seeed_MR60FDA2-if00"
     link.symlink_to(pty.path)
@@ -602,6 +654,7 @@ def test_a_silent_ld2410_is_a_lost_device(ptys: Callable[[], Pty]) -> None:
 
     async def scenario() -> BaseException | None:
         h = Harness(port=pty.path, stall_after="0.3s")
+        assert h.cfg.read_every == pytest.approx(0.1)
         await h.start()
         pty.write(b"\x00\x11\x22" * 10)  # the wrong baud rate looks like this
         assert h.task is not None

@@ -34,6 +34,7 @@ from agent.messages import StatusMessage, encode
 from agent.outbox import OutboxItem
 from agent.outbox.memory import MemoryOutbox
 from agent.outbox.queue import Row
+from agent.pahosocket import MISC_EVERY_MAX, misc_every
 from agent.uplink import (
     MemoryUplink,
     MqttUplink,
@@ -316,6 +317,38 @@ def test_publish_timeout_leaves_items_in_the_outbox(mosquitto: Mosquitto) -> Non
         assert first_arrivals(alert_ids(got)) == ids
 
     run(main())
+
+
+def test_a_silent_broker_is_noticed_by_keepalive_alone_and_the_link_state_is_told(
+    mosquitto: Mosquitto,
+) -> None:
+    """Nothing to publish and the broker frozen: the unanswered ping drops the link within
+    about two keepalives (paho's timers run every quarter keepalive), and whoever asked
+    (the status LED) hears of each change, with no polling."""
+
+    async def main() -> list[bool]:
+        told: list[bool] = []
+        uplink = new_uplink(config(mosquitto, keepalive=2))
+        uplink.on_link(told.append)
+        assert told == [False]  # told at once: not connected yet
+        async with running(uplink):
+            await until(lambda: uplink.connected, "connected")
+            assert await uplink.drain(WAIT)  # "online" acknowledged; now nothing to send
+            mosquitto.pause()
+            try:
+                await until(lambda: not uplink.connected, "the silent broker noticed", 10.0)
+            finally:
+                mosquitto.resume()
+            await until(lambda: uplink.connected, "connected again")
+        return told
+
+    assert run(main()) == [False, True, False, True, False]  # and down once stopped
+
+
+def test_paho_timers_run_a_quarter_keepalive_apart_and_no_more_than_15_s() -> None:
+    assert misc_every(2) == 0.5
+    assert misc_every(300) == MISC_EVERY_MAX == 15.0
+    assert misc_every(60, stall_after=20) == 5.0  # each run is the driver's sign of life
 
 
 def test_refused_connection_is_logged_and_retried(caplog: pytest.LogCaptureFixture) -> None:

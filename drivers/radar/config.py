@@ -14,6 +14,9 @@ from agent.units import Duration
 DEFAULT_BAUDRATE: dict[str, int] = {"ld2410": 256000, "mr60fda2": 115200}
 #: the LD2410 reports about ten times a second: silence this long means it is lost
 LD2410_STALL_AFTER = 10.0
+#: seconds of reports gathered per wake-up by default: the LD2410's ten a second cost
+#: more CPU than the rest of a hub; a fall (MR60FDA2) is read the moment it comes
+DEFAULT_READ_EVERY: dict[str, float] = {"ld2410": 2.0, "mr60fda2": 0.0}
 
 
 class RadarConfig(DriverConfig):
@@ -53,6 +56,15 @@ class RadarConfig(DriverConfig):
         "keeps moving, and cleared after this long without movement",
     )
 
+    read_every: Duration | None = Field(
+        default=None,
+        ge=0,
+        le=5,
+        description="read the port at most this often, taking the reports gathered "
+        "meanwhile at once (a streaming radar would otherwise wake the hub ten times a "
+        "second); by default 2 s for the LD2410, 0 (every report at once) for the MR60FDA2",
+    )
+
     @model_validator(mode="after")
     def _per_model(self) -> Self:
         if self.model != "ld2410":
@@ -63,4 +75,13 @@ class RadarConfig(DriverConfig):
             self.baudrate = DEFAULT_BAUDRATE[self.model]
         if self.model == "ld2410" and "stall_after" not in self.model_fields_set:
             self.stall_after = LD2410_STALL_AFTER
+        if self.read_every is None:
+            self.read_every = DEFAULT_READ_EVERY[self.model]
+            if self.stall_after is not None:  # a short stall limit: gather less
+                self.read_every = min(self.read_every, self.stall_after / 3)
+        elif self.stall_after is not None and self.read_every * 3 > self.stall_after:
+            raise ValueError(
+                f"read_every ({self.read_every:g} s) must be at most a third of stall_after "
+                f"({self.stall_after:g} s), or a healthy radar would be taken for lost"
+            )
         return self

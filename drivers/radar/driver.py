@@ -32,7 +32,7 @@ from drivers.radar.transport import SerialTransport
 #: no byte for this long in the middle of a frame: the rest is not coming
 QUIET_GAP = 0.5
 #: while nothing else is due, look this often whether the device node is still there
-PRESENT_CHECK = 1.0
+PRESENT_CHECK = 5.0
 
 
 class PresenceHold:
@@ -235,8 +235,11 @@ class RadarDriver(Driver):
                 "(add it to [home.sensors] with a room and a role)",
                 cfg.sensor,
             )
-        assert cfg.baudrate is not None  # filled in by the configuration model
-        transport = SerialTransport(cfg.port, cfg.baudrate, ctx.log)
+        # both filled in by the configuration model
+        assert cfg.baudrate is not None and cfg.read_every is not None
+        transport = SerialTransport(cfg.port, cfg.baudrate, ctx.log, read_every=cfg.read_every)
+        # with reads gathered, the rest of a frame may come with the next gathered read
+        quiet_gap = QUIET_GAP + cfg.read_every
         try:
             transport.open()
         except TransientError as err:
@@ -251,7 +254,7 @@ class RadarDriver(Driver):
         while True:
             due = self._due()
             if self.parser.pending or self.parser.unreported:
-                due = min(due, last_data + QUIET_GAP)
+                due = min(due, last_data + quiet_gap)
             if stall is not None:
                 due = min(due, last_frame + stall)
             timeout = min(max(due - now, 0.0), PRESENT_CHECK)
@@ -260,7 +263,7 @@ class RadarDriver(Driver):
             if data:
                 last_data = now
                 results = self.parser.feed(data)
-            elif (self.parser.pending or self.parser.unreported) and now - last_data >= QUIET_GAP:
+            elif (self.parser.pending or self.parser.unreported) and now - last_data >= quiet_gap:
                 results = self.parser.abandon()
             else:
                 results = []

@@ -5,6 +5,12 @@ that two processes never share a radar) and leaves its descriptor non-blocking; 
 descriptor is watched with ``loop.add_reader`` and read with a zero timeout when it is
 ready, so the loop never waits on the device.
 
+A radar that streams (the LD2410 reports ten times a second) would wake the hub at
+every report. With ``read_every`` the descriptor is left unwatched for that long after
+each read, and the kernel's buffer gathers the reports meanwhile: one wake-up takes
+them all (2 s of LD2410 reports are under 1 KB; a pseudo-terminal holds 4 KB, a USB
+serial adapter more).
+
 A device that goes away shows as a read error (``EIO`` when a USB adapter is pulled or
 a pseudo-terminal's other side closes), as "ready but no data" (a hang-up), or as its
 device node vanishing: each raises ``TransientError`` and the runtime starts the driver
@@ -49,10 +55,14 @@ def is_pseudo_terminal(path: str) -> bool:
 class SerialTransport:
     """One serial port: ``open``, then ``await read(timeout)`` until it fails, ``close``."""
 
-    def __init__(self, path: str, baudrate: int, log: logging.Logger) -> None:
+    def __init__(
+        self, path: str, baudrate: int, log: logging.Logger, read_every: float = 0.0
+    ) -> None:
         self.path = path
         self.baudrate = baudrate
         self.log = log
+        self.read_every = read_every
+        self._rewatch: asyncio.TimerHandle | None = None
         self._serial: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._fd: int | None = None
@@ -60,6 +70,7 @@ class SerialTransport:
         self._ready = asyncio.Event()
         self._error: BaseException | None = None
         self.dropped = 0  # bytes dropped because the driver did not take them in time
+        self.wakes = 0  # reads that brought bytes: what the radar costs the hub's loop
         self.opened_at: int | None = None  # the rate the port was opened at
 
     # ---- opening ------------------------------------------------------------------------
@@ -115,12 +126,21 @@ class SerialTransport:
             return
         if not data:
             return  # woken for nothing
+        self.wakes += 1
         self._buf += data
+        if self.read_every > 0 and self._loop is not None and self._fd is not None:
+            self._loop.remove_reader(self._fd)  # let the next reports gather in the kernel
+            self._rewatch = self._loop.call_later(self.read_every, self._watch_again)
         if len(self._buf) > MAX_BUFFERED:
             excess = len(self._buf) - MAX_BUFFERED
             del self._buf[:excess]
             self.dropped += excess
         self._ready.set()
+
+    def _watch_again(self) -> None:
+        self._rewatch = None
+        if self._loop is not None and self._fd is not None:
+            self._loop.add_reader(self._fd, self._on_readable)
 
     def _fail(self, err: BaseException) -> None:
         self._error = err
@@ -128,6 +148,9 @@ class SerialTransport:
         self._ready.set()
 
     def _unwatch(self) -> None:
+        if self._rewatch is not None:
+            self._rewatch.cancel()
+            self._rewatch = None
         if self._loop is not None and self._fd is not None:
             self._loop.remove_reader(self._fd)
         self._fd = None

@@ -84,6 +84,7 @@ class Zigbee2MqttDriver(Driver):
             password=password,
             keepalive=cfg.keepalive,
             timeout=cfg.connect_timeout,
+            stall_after=cfg.stall_after,
         )
         self._subscriber = subscriber
         details = self.ctx.health.details

@@ -9,9 +9,9 @@ works the same way):
 - the socket is opened through the loop (name lookup and a non-blocking TCP connect,
   bounded by ``connect_timeout``) and handed to paho, which speaks MQTT over it;
 - paho's socket callbacks register it with the loop: readable -> ``loop_read``,
-  writable while paho has bytes queued -> ``loop_write``, and once a second a task
-  calls ``loop_misc`` (PINGREQ when idle; a broker that leaves it unanswered for a
-  keepalive loses the connection);
+  writable while paho has bytes queued -> ``loop_write``, and a task calls
+  ``loop_misc`` every quarter keepalive, at most 15 s (PINGREQ when idle; a broker
+  that leaves it unanswered for a keepalive loses the connection);
 - messages are handed to the handler inside ``loop_read``, on the loop's thread, one at
   a time and in the broker's order.
 
@@ -45,7 +45,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from agent.errors import TransientError
-from agent.pahosocket import PreparedSocketClient
+from agent.pahosocket import PreparedSocketClient, misc_every
 
 if TYPE_CHECKING:
     from paho.mqtt.client import SocketLike
@@ -73,6 +73,7 @@ class LocalSubscriber:
         password: str | None = None,
         keepalive: float = 60.0,
         timeout: float = 10.0,
+        stall_after: float | None = None,
     ) -> None:
         self.where = f"{host}:{port}"
         self._host = host
@@ -82,6 +83,7 @@ class LocalSubscriber:
         self._on_alive = on_alive
         self._log = log
         self._keepalive = max(5, round(keepalive))
+        self._misc_every = misc_every(self._keepalive, stall_after)
         self._timeout = timeout
         self._client = PreparedSocketClient(client_id, MQTTProtocolVersion.MQTTv311)
         self._client.enable_logger(logging.getLogger(f"{log.name}.paho"))
@@ -323,9 +325,9 @@ class LocalSubscriber:
             self._cut()
 
     async def _keepalive_loop(self) -> None:
-        """paho's timers, once a second; an open session is a sign of life."""
+        """paho's timers (see ``misc_every``); an open session is a sign of life."""
         while True:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(self._misc_every)
             try:
                 rc = self._client.loop_misc()
             except Exception:
