@@ -604,6 +604,16 @@ def _hist_median(row: IntArray) -> float:
     return ((lo + hi) / 2 + 0.5) * TRANSIT_BIN_S
 
 
+def _median(values: FloatArray) -> float:
+    """The median of finite ``values``, as ``np.median`` gives it; ``np.median`` itself
+    imports ``numpy.ma``, 1.2 MB a hub would carry from the first weekly trend on."""
+    ordered = np.sort(values)
+    half = len(ordered) // 2
+    if len(ordered) % 2:
+        return float(ordered[half])
+    return float((ordered[half - 1] + ordered[half]) / 2)
+
+
 def robust_z(now: FloatArray, before: FloatArray, floor: float) -> tuple[float, float, float]:
     """(median now, median before, robust z) against the spread of ``before``.
 
@@ -612,10 +622,10 @@ def robust_z(now: FloatArray, before: FloatArray, floor: float) -> tuple[float, 
     for it (Iglewicz and Hoaglin's modified z-score). Either is kept at no less than
     1.4826 times ``floor`` and 10 % of the median before.
     """
-    med_now = float(np.median(now))
-    med_before = float(np.median(before))
+    med_now = _median(now)
+    med_before = _median(before)
     dev = np.abs(before - med_before)
-    mad = float(np.median(dev))
+    mad = _median(dev)
     spread = 1.4826 * mad if mad > 0 else 1.2533 * float(np.mean(dev))
     spread = max(spread, 1.4826 * max(floor, _REL_FLOOR * abs(med_before)))
     return med_now, med_before, (med_now - med_before) / spread

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -17,7 +20,7 @@ from agent.homemap import HomeMap, Role, SensorSpec
 from agent.messages import AlertMessage, AlertState, Mode, Severity
 from detection.drive import advance, feed
 from detection.engine import Engine
-from detection.trend import FallRiskTrend
+from detection.trend import FallRiskTrend, _median
 
 TZ = ZoneInfo("Europe/Amsterdam")
 M, P, C, F = EventKind.MOTION, EventKind.PRESSURE, EventKind.CONTACT, EventKind.FLUSH
@@ -463,3 +466,22 @@ def test_six_weeks_of_the_simulated_home_count_its_night_visits_and_raise_nothin
         counted[start + timedelta(days=i)] = got.night_visits
     assert counted == {d: labelled.get(d, 0) for d in counted}
     assert sum(counted.values()) > 30
+
+
+def test_the_median_is_numpys_without_importing_numpy_ma() -> None:
+    rng = np.random.default_rng(7)
+    for n in (1, 2, 3, 7, 28):
+        values = rng.integers(0, 5, n).astype(np.float64)  # ties, as counts have
+        assert _median(values) == float(np.median(values))
+    script = (
+        "import sys, numpy as np\n"
+        "from detection.trend import robust_z\n"
+        "robust_z(np.array([3.0, 4.0, 5.0]), np.array([1.0, 1.0, 2.0, 9.0]), 0.5)\n"
+        "print('numpy.ma' in sys.modules)\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=root, check=False, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
