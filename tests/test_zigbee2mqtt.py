@@ -756,7 +756,7 @@ PENDANT = [
 ]
 
 
-def runtime_for(broker: Mosquitto, **hooks: Any) -> Runtime:
+def runtime_for(broker: Mosquitto, driver: dict[str, Any] | None = None, **hooks: Any) -> Runtime:
     config = validate_config(
         {
             "hub": {"id": "h-zigbee"},
@@ -780,6 +780,7 @@ def runtime_for(broker: Mosquitto, **hooks: Any) -> Runtime:
                     "port": broker.port,
                     "connect_timeout": "2s",
                     "keepalive": "10s",
+                    **(driver or {}),
                 }
             ],
         }
@@ -813,6 +814,27 @@ def test_a_press_on_the_pendant_raises_an_urgent_help_alert(mosquitto: Mosquitto
     )
     assert alert.room == "Living"
     assert runtime.stats.alerts["help_button:raised"] == 1
+
+
+def test_a_quiet_zigbee_network_is_no_hung_driver(mosquitto: Mosquitto) -> None:
+    """No device says anything for three times ``stall_after``: the open session is the
+    driver's sign of life, given often enough (paho's timers run every quarter of it,
+    not every quarter keepalive), so the driver is never restarted as hung."""
+    runtime = runtime_for(mosquitto, driver={"stall_after": "1s", "keepalive": "60s"})
+
+    async def main() -> tuple[str, int]:
+        task = asyncio.create_task(runtime.run(drain_timeout=1.0))
+        try:
+            await until(lambda: "zigbee" in runtime.driver_health, "the driver started")
+            health = runtime.driver_health["zigbee"]
+            await until(lambda: health.details.get("broker", "").endswith("connected"), "up")
+            await asyncio.sleep(3.0)  # three stall limits without a message
+            return health.state, health.restarts
+        finally:
+            runtime.request_stop()
+            await task
+
+    assert asyncio.run(main()) == ("running", 0)
 
 
 def test_events_flow_again_after_the_broker_restarts(
