@@ -36,6 +36,20 @@ class Figure:
     note: str = ""  # how it was measured, in a few words
 
 
+def print_figures(figures: list[Figure]) -> None:
+    """Each figure as a benchmark prints it at the end of its run: the value and whether
+    it meets its goal, then its baseline, goal and note where it has them."""
+    for fig in figures:
+        verdict = "" if fig.met is None else (" (goal met)" if fig.met else " (goal MISSED)")
+        print(f"- {fig.name}: {fig.value}{verdict}")
+        if fig.baseline:
+            print(f"    baseline: {fig.baseline}")
+        if fig.goal:
+            print(f"    goal: {fig.goal}")
+        if fig.note:
+            print(f"    {fig.note}")
+
+
 def cpu_model() -> str:
     """The processor's model name from /proc/cpuinfo ("unknown CPU" when it has none)."""
     with open("/proc/cpuinfo", encoding="utf-8") as fh:

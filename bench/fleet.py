@@ -80,7 +80,7 @@ from agent.devtools.pki import TestPki  # noqa: E402
 from agent.messages import encode  # noqa: E402
 from agent.uplink import backoff_delay  # noqa: E402
 from bench import fleetclient as fc  # noqa: E402
-from bench.common import Figure, cpu_model, median  # noqa: E402
+from bench.common import Figure, cpu_model, median, print_figures  # noqa: E402
 
 CLIENT: Final = Path(__file__).with_name("fleetclient.py")
 TICK: Final = os.sysconf("SC_CLK_TCK")
@@ -990,11 +990,7 @@ def main() -> None:
     print(f"scale {args.scale:g}x: heartbeat every {fc.HEARTBEAT_INTERVAL / args.scale:g} s, "
           f"ping after {fc.UPLINK.keepalive / args.scale:g} s idle, "
           f"{args.alerts_per_day:g} alerts per hub per real day")  # fmt: skip
-    for fig in figures:
-        print(f"- {fig.name}: {fig.value}")
-        print(f"    baseline: {fig.baseline}")
-        if fig.note:
-            print(f"    {fig.note}")
+    print_figures(figures)
     if args.model > 0:
         print_model(args.model, args.model_outages, args.seed)
     print(f"total {time.monotonic() - t0:.0f} s")

@@ -97,7 +97,7 @@ from agent.devtools.pki import TestPki  # noqa: E402
 from agent.events import EventKind, SensorEvent  # noqa: E402
 from agent.traces.format import write_trace  # noqa: E402
 from agent.traces.simulate import default_home, simulate  # noqa: E402
-from bench.common import CACHE, Figure, cpu_model, median  # noqa: E402
+from bench.common import CACHE, Figure, cpu_model, median, print_figures  # noqa: E402
 
 PYTHON = sys.executable
 HUB = str(Path(sys.executable).with_name("hub"))
@@ -1298,15 +1298,7 @@ def main() -> None:
     print()
     print(f"machine: {machine()}")
     print(f"command: .venv/bin/python bench/footprint.py {' '.join(sys.argv[1:])}".rstrip())
-    for fig in figures:
-        verdict = "" if fig.met is None else (" (goal met)" if fig.met else " (goal MISSED)")
-        print(f"- {fig.name}: {fig.value}{verdict}")
-        if fig.baseline:
-            print(f"    baseline: {fig.baseline}")
-        if fig.goal:
-            print(f"    goal: {fig.goal}")
-        if fig.note:
-            print(f"    {fig.note}")
+    print_figures(figures)
     print(f"total {time.monotonic() - t0:.0f} s")
 
 

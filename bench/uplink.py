@@ -201,7 +201,6 @@ async def measure_latency(broker: Mosquitto, presses: int, workdir: Path, seed: 
 # -- 2. disk -------------------------------------------------------------------------
 
 
-
 def read_io() -> dict[str, int]:
     with open("/proc/self/io", encoding="ascii") as fh:
         return {k: int(v) for k, v in (line.split(": ") for line in fh)}
