@@ -25,6 +25,7 @@ should raise (the label's ``expect``) is among those raised within ``cap`` of it
 
 from __future__ import annotations
 
+import bisect
 import copy
 import math
 import statistics
@@ -45,6 +46,8 @@ from agent.traces.simulate import TERMINAL_INCIDENTS
 from detection.activity import PERSON_KINDS, is_person_activity
 from detection.drive import advance
 from detection.engine import INF, Detector, Engine
+from detection.person import read_place, sensor_places
+from detection.routine import Place
 
 #: activity labels that mean the person was out of the house
 OUT_LABELS = frozenset({"leaving", "leave_house", "outside", "out", "away"})
@@ -173,6 +176,7 @@ class HomeResult:
     systems: list[SystemResult]
     incidents: list[IncidentCheck]
     skipped_rules: list[str]
+    bounds: list[SystemResult] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -184,6 +188,7 @@ class HomeResult:
             "onsets_skipped_out": self.skipped_out,
             "skipped_rules": self.skipped_rules,
             "systems": {s.name: s.summary() for s in self.systems},
+            "bounds": {b.name: _bound_summary(b) for b in self.bounds},
             "incidents": [
                 {
                     "label": i.label,
@@ -194,6 +199,15 @@ class HomeResult:
                 for i in self.incidents
             ],
         }
+
+
+def _bound_summary(bound: SystemResult) -> dict[str, Any]:
+    """A yardstick's figures: no alert kinds; a fitted bound has no false alarms to count."""
+    s = bound.summary()
+    drop = {"by_kind"}
+    if bound.name.startswith("bound_"):
+        drop |= {"false_alarms", "false_per_day"}
+    return {k: v for k, v in s.items() if k not in drop}
 
 
 def _out_intervals(labels: Sequence[Label]) -> list[tuple[float, float]]:
@@ -298,6 +312,111 @@ def run_system(
     return result, recorder.raised
 
 
+def hindsight_bounds(
+    events: Sequence[SensorEvent],
+    home: HomeMap,
+    tz: Any,
+    test_start: float,
+    end: float,
+    onsets: Sequence[float],
+    out: Sequence[tuple[float, float]],
+    cap: float,
+) -> list[SystemResult]:
+    """How well a table of limits could do, with and without hindsight: yardsticks.
+
+    A table gives each quiet spell a limit by a key of the activity that began it; an
+    onset is detected when the quiet since the last activity before it reaches that
+    activity's limit. Spells (between two person activities) that overlap a time the
+    labels say the person was out count for nothing, here as in the onsets.
+
+    - ``bound_hour``: key, the hour of the day; limit, the longest spell of the test days
+      under that key. Fitted on the test days themselves, it raises no false alarm by
+      construction: the time targets of the evaluation are this bound.
+    - ``bound_place_hour``: the same with where the person was too, as the hub reads it:
+      how much knowing the place could gain, with hindsight.
+    - ``past_hour``: the hour's table learned as a hub must, from the days before (at
+      each local midnight, the longest spell of all earlier days; 12 h for an hour not
+      yet seen), with no margin at all: the cost of not knowing the test days, counted
+      in false alarms.
+    """
+    places = sensor_places(home)
+    times: list[float] = []
+    keys: list[tuple[int, int]] = []
+    days: list[float] = []  # the local midnight before each activity
+    place: Place | None = None
+    for event in events:
+        sensor = places.get(event.sensor)
+        if sensor is None or not is_person_activity(event):
+            continue
+        place = read_place(sensor, event, place) or place
+        local = datetime.fromtimestamp(event.wall, tz=tz)
+        times.append(event.wall)
+        keys.append((local.hour, -1 if place is None else int(place)))
+        days.append(datetime(local.year, local.month, local.day, tzinfo=tz).timestamp())
+    spells = [
+        i
+        for i in range(len(times) - 1)
+        if not any(x < times[i + 1] and times[i] < y for x, y in out)
+    ]
+    test_days = (end - test_start) / 86400.0
+
+    def by_hour(k: tuple[int, int]) -> tuple[int, int]:
+        return (k[0], 0)
+
+    def by_place_hour(k: tuple[int, int]) -> tuple[int, int]:
+        return k
+
+    results = []
+    for name, key in (("bound_hour", by_hour), ("bound_place_hour", by_place_hour)):
+        fitted: dict[tuple[int, int], float] = {}
+        for i in spells:
+            if times[i + 1] >= test_start:
+                cell = key(keys[i])
+                fitted[cell] = max(fitted.get(cell, 0.0), times[i + 1] - times[i])
+        limits = [fitted.get(key(k), 0.0) for k in keys]
+        results.append(_yardstick(name, times, limits, onsets, cap, tz, test_days))
+    # learned from the past: spells in the order they ended, taken in before each day
+    learned: dict[tuple[int, int], float] = {}
+    ended = sorted(spells, key=lambda i: times[i + 1])
+    j = 0
+    limits = []
+    for i in range(len(times)):
+        while j < len(ended) and times[ended[j] + 1] < days[i]:
+            k = ended[j]
+            cell = by_hour(keys[k])
+            learned[cell] = max(learned.get(cell, 0.0), times[k + 1] - times[k])
+            j += 1
+        limits.append(learned.get(by_hour(keys[i]), FixedBaseline.LIMIT))
+    past = _yardstick("past_hour", times, limits, onsets, cap, tz, test_days)
+    for i in spells:
+        if times[i] >= test_start and times[i + 1] - times[i] > limits[i]:
+            past.false_alarms["inactivity"] += 1
+    results.append(past)
+    return results
+
+
+def _yardstick(
+    name: str,
+    times: Sequence[float],
+    limits: Sequence[float],
+    onsets: Sequence[float],
+    cap: float,
+    tz: Any,
+    test_days: float,
+) -> SystemResult:
+    """Detections of a table: the quiet after the last activity before each onset."""
+    result = SystemResult(name, cap=cap, tz=tz, test_days=test_days)
+    for onset in onsets:
+        i = bisect.bisect_right(times, onset) - 1
+        if i < 0:
+            result.detections.append(Detection(onset, None, None))
+            continue
+        delay = max(0.0, times[i] + limits[i] - onset)
+        hit = delay <= cap
+        result.detections.append(Detection(onset, delay if hit else None, name if hit else None))
+    return result
+
+
 def evaluate_home(
     trace: Path,
     config: DetectionConfig | None = None,
@@ -378,6 +497,7 @@ def evaluate_home(
         cap,
         incident_windows,
     )
+    bounds = hindsight_bounds(events, header.home, tz, test_start, end, onsets, out, cap)
     incidents = []
     for lab in labels:
         if lab.type != "incident":
@@ -394,6 +514,7 @@ def evaluate_home(
         test_days=(end - test_start) / 86400.0,
         skipped_out=skipped,
         systems=[hub, baseline],
+        bounds=bounds,
         incidents=incidents,
         skipped_rules=skipped_rules,
     )
@@ -445,6 +566,19 @@ def format_table(results: Sequence[HomeResult]) -> str:
                 f"  {system.name:<14}{_h(s['mean_h']):>9}{_h(s['median_h']):>9}"
                 f"{s['misses']:>8}{s['false_alarms']:>7}{s['false_per_day']:>9.3f}"
             )
+        for bound in res.bounds:
+            s = bound.summary()
+            fitted = bound.name.startswith("bound_")
+            false = "" if fitted else f"{s['false_alarms']:>7}{s['false_per_day']:>9.3f}"
+            lines.append(
+                f"  {bound.name:<17}{_h(s['mean_h']):>6}{_h(s['median_h']):>9}{s['misses']:>8}"
+                f"{false}".rstrip()
+            )
+        if res.bounds:
+            lines.append(
+                "  bound_*: limits by hour (and place) fitted on the test days: none false"
+            )
+            lines.append("  past_hour: limits by hour learned from the days before, no margin")
         hub = res.systems[0].summary()
         if hub["by_kind"]:
             lines.append(f"  {'alert kind':<20}{'first':>6}{'mean':>9}{'median':>9}{'false':>7}")
@@ -466,4 +600,11 @@ def format_table(results: Sequence[HomeResult]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["INF", "FixedBaseline", "HomeResult", "evaluate_home", "format_table"]
+__all__ = [
+    "INF",
+    "FixedBaseline",
+    "HomeResult",
+    "evaluate_home",
+    "format_table",
+    "hindsight_bounds",
+]

@@ -39,7 +39,7 @@ from typing import NamedTuple
 
 from agent.detectconfig import DetectionConfig
 from agent.events import EventKind, SensorEvent
-from agent.homemap import Role
+from agent.homemap import HomeMap, Role
 from agent.messages import Mode, Severity
 from agent.units import format_duration
 from detection.activity import BOTH_EDGES, PERSON_KINDS
@@ -83,7 +83,7 @@ _NIGHT_FROM = 20 * 3600.0  # a quiet spell beginning between these is a night's 
 _NIGHT_TO = 4 * 3600.0
 
 
-class _Sensor(NamedTuple):
+class SensorPlace(NamedTuple):
     role: Role
     room: str
     place_on: Place | None  # the place after a rising edge; None: says nothing of where
@@ -91,16 +91,39 @@ class _Sensor(NamedTuple):
     holds: Place | None  # the mat's place this room's motion does not end (bed, chair)
 
 
-def _sensor(role: Role, room: str) -> _Sensor:
+def _sensor(role: Role, room: str) -> SensorPlace:
     if role is Role.WEARABLE:
-        return _Sensor(role, room, None, None, None)
+        return SensorPlace(role, room, None, None, None)
     if role is Role.BED:
-        return _Sensor(role, room, Place.IN_BED, Place.BEDROOM, None)
+        return SensorPlace(role, room, Place.IN_BED, Place.BEDROOM, None)
     if role is Role.SEAT:
-        return _Sensor(role, room, Place.SEATED, Place.LIVING, None)
+        return SensorPlace(role, room, Place.SEATED, Place.LIVING, None)
     place = _PLACE_OF_ROLE[role]
     holds = {Place.BEDROOM: Place.IN_BED, Place.LIVING: Place.SEATED}.get(place)
-    return _Sensor(role, room, place, place, holds)
+    return SensorPlace(role, room, place, place, holds)
+
+
+def sensor_places(home: HomeMap) -> dict[str, SensorPlace]:
+    """What each of the home's sensors says of where the person is."""
+    return {sid: _sensor(s.role, s.room) for sid, s in home.sensors.items()}
+
+
+def read_place(sensor: SensorPlace, event: SensorEvent, current: Place | None) -> Place | None:
+    """Where ``event`` of ``sensor`` puts the person, last at ``current``.
+
+    None: the event says nothing of where (a pendant's button: the person, but not where;
+    a motion sensor clearing). A mat's place holds while the same room's motion sensor
+    sees someone turn over in bed or shift in the chair.
+    """
+    if event.kind in BOTH_EDGES:
+        place = sensor.place_on if event.value > 0 else sensor.place_off
+    elif event.value > 0 and event.kind is not EventKind.BUTTON:
+        place = sensor.place_on
+    else:
+        return None
+    if place is not None and sensor.holds is not None and sensor.holds is current:
+        return current
+    return place
 
 
 def _where(place: Place | None, room: str | None) -> str:
@@ -151,7 +174,7 @@ class PersonWatch(Detector):
         self.routine = routine or Routine(
             self.clock.tz, cfg.routine, cfg.inactivity, cfg.wakeup, cfg.bathroom
         )
-        self.sensors = {sid: _sensor(s.role, s.room) for sid, s in self.home.sensors.items()}
+        self.sensors = sensor_places(self.home)
         self.activity_sensors = {sid for sid, s in self.sensors.items() if s.place_on is not None}
         self.offline: set[str] = set()
         self.has_bed_mat = any(s.role is Role.BED for s in self.home.sensors.values())
@@ -213,23 +236,15 @@ class PersonWatch(Detector):
             elif event.sensor in self.activity_sensors:
                 self.offline.add(event.sensor)
             return
-        rising = event.value > 0
-        if kind in BOTH_EDGES:
-            place = sensor.place_on if rising else sensor.place_off
-        elif rising:
-            place = sensor.place_on
-        else:
+        if kind not in BOTH_EDGES and event.value <= 0:
             return  # a motion sensor clearing says nothing about the person
         self.offline.discard(event.sensor)
+        place = read_place(sensor, event, self.place)
         if place is Place.BATHROOM and kind in _SEES_INSIDE:
             self.bath_seen_inside = True
-        if kind is EventKind.BUTTON:
-            place = None  # a pendant's button: the person, but not where
-        if place is not None and sensor.holds is not None and sensor.holds is self.place:
-            place = self.place  # turning over in bed, shifting in the chair
         self._activity(event, sensor, place)
 
-    def _activity(self, event: SensorEvent, sensor: _Sensor, place: Place | None) -> None:
+    def _activity(self, event: SensorEvent, sensor: SensorPlace, place: Place | None) -> None:
         wall, mono = event.wall, event.mono
         engine = self.engine
         if engine.open:

@@ -9,7 +9,7 @@ is present (``shared_data`` skips with the reason elsewhere).
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import date, datetime
 from functools import cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -17,7 +17,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from agent.cli import main
-from agent.evaluate import HomeResult, evaluate_home
+from agent.evaluate import HomeResult, evaluate_home, format_table, hindsight_bounds
+from agent.events import EventKind, SensorEvent
+from agent.homemap import HomeMap
 from agent.traces.format import labels_path, write_labels, write_trace
 from agent.traces.importing import save
 from agent.traces.simulate import EXPECTED_ALERTS, INCIDENT_KINDS, parse_incident, simulate
@@ -150,6 +152,107 @@ def test_cli_evaluate_refuses_a_home_too_short_for_the_protocol(
     assert "day(s) of data; the protocol needs more than 7" in err
 
 
+# ---- the yardsticks ----------------------------------------------------------------------
+
+_AMS = ZoneInfo("Europe/Amsterdam")
+_DAY0 = datetime(2026, 3, 2, tzinfo=_AMS).timestamp()  # a Monday, no clock change near
+_YARD_HOME = HomeMap.model_validate(
+    {
+        "sensors": {
+            "kitchen": {"room": "kitchen", "role": "kitchen"},
+            "chair": {"room": "living", "role": "seat"},
+        }
+    }
+)
+
+
+def _at(day: int, hh: float) -> float:
+    return _DAY0 + day * 86400 + hh * 3600
+
+
+def _ev(sensor: str, day: int, hh: float, value: float = 1.0) -> SensorEvent:
+    kind = EventKind.MOTION if sensor == "kitchen" else EventKind.PRESSURE
+    t = _at(day, hh)
+    return SensorEvent(sensor, kind, value, t, t)
+
+
+def _yardsticks(
+    events: list[SensorEvent], onsets: list[float], out: tuple[tuple[float, float], ...] = ()
+) -> dict[str, list[float | None]]:
+    test_start, end = _at(1, 0), _at(2, 0)
+    results = hindsight_bounds(events, _YARD_HOME, _AMS, test_start, end, onsets, out, 86400.0)
+    return {r.name: [d.delay for d in r.detections] for r in results}
+
+
+def test_the_hindsight_bound_is_the_longest_test_day_spell_begun_in_that_hour() -> None:
+    events = [
+        _ev("kitchen", 1, 9.0),  # 09:00 kitchen: 2 h to the next
+        _ev("kitchen", 1, 11.0),
+        _ev("chair", 1, 14.0),  # 14:00 sits down: 3 h in the chair
+        _ev("kitchen", 1, 17.0),
+        _ev("kitchen", 1, 17.5),
+        _ev("kitchen", 1, 17.75),  # 17:45: 15 min in the kitchen
+        _ev("chair", 1, 18.0),
+        _ev("chair", 1, 18.25, 0.0),  # 18:15 up from the chair, 3 h 45 min quiet
+        _ev("kitchen", 1, 22.0),
+    ]
+    onsets = [_at(1, 10.0), _at(1, 15.0), _at(1, 17.6)]
+    delays = _yardsticks(events, onsets)
+    # hour 9's limit is 2 h: the onset at 10:00 after 09:00 is found at 11:00
+    # hour 14: 3 h, found at 17:00; hour 17 (30, 15 and 15 min): the longest is 30 min,
+    # so the 17:36 onset after 17:30 is found at 18:00
+    assert delays["bound_hour"] == pytest.approx([3600.0, 7200.0, 0.4 * 3600])
+    assert delays["bound_place_hour"] == pytest.approx([3600.0, 7200.0, 0.4 * 3600])
+    # hour 18 began two spells: 15 min in the chair, then 3 h 45 min up from it
+    by_hour = _yardsticks(events, [_at(1, 18.1), _at(1, 19.0)])
+    assert by_hour["bound_hour"] == pytest.approx([3.65 * 3600, 3.0 * 3600])
+    # knowing the place: in the chair at 18:06 the limit is the chair's 15 min
+    assert by_hour["bound_place_hour"] == pytest.approx([0.15 * 3600, 3.0 * 3600])
+
+
+def test_a_spell_while_out_sets_no_limit() -> None:
+    events = [_ev("kitchen", 1, 9.0), _ev("kitchen", 1, 15.0), _ev("kitchen", 1, 9.5 + 24)]
+    out = ((_at(1, 9.2), _at(1, 14.8)),)
+    delays = _yardsticks(events, [_at(1, 9.1)], out)
+    # the 6 h spell overlaps the outing: hour 9 has no limit, found at once
+    assert delays["bound_hour"] == [0.0]
+    assert _yardsticks(events, [_at(1, 9.1)])["bound_hour"] == pytest.approx([5.9 * 3600])
+
+
+def test_the_past_table_learns_from_earlier_days_and_counts_its_false_alarms() -> None:
+    events = [
+        _ev("kitchen", 0, 9.0),  # day 0 (learning): 1 h from 09:00
+        _ev("kitchen", 0, 10.0),
+        _ev("kitchen", 1, 9.0),  # day 1 (test): 2 h from 09:00 exceeds the learned hour
+        _ev("kitchen", 1, 11.0),
+        _ev("kitchen", 1, 13.0),  # 13:00 never seen before: the fixed 12 h
+        _ev("kitchen", 1, 13.5),
+    ]
+    results = hindsight_bounds(
+        events, _YARD_HOME, _AMS, _at(1, 0), _at(2, 0), [_at(1, 9.5), _at(1, 13.25)], [], 86400.0
+    )
+    past = next(r for r in results if r.name == "past_hour")
+    assert [d.delay for d in past.detections] == pytest.approx([0.5 * 3600, 11.75 * 3600])
+    assert past.false_alarms == {"inactivity": 1}
+    assert past.summary()["false_per_day"] == 1.0
+    bound = next(r for r in results if r.name == "bound_hour")
+    assert [d.delay for d in bound.detections] == pytest.approx([1.5 * 3600, 0.25 * 3600])
+
+
+def test_the_table_shows_the_yardsticks_apart_from_the_systems(homes: dict[str, Path]) -> None:
+    result = _evaluated(homes["normal"])
+    names = [b.name for b in result.bounds]
+    assert names == ["bound_hour", "bound_place_hour", "past_hour"]
+    table = format_table([result])
+    assert "bound_hour" in table and "past_hour" in table
+    data = result.to_json()
+    assert set(data["bounds"]) == set(names)
+    assert "false_per_day" not in data["bounds"]["bound_hour"]
+    assert "false_per_day" in data["bounds"]["past_hour"]
+    hub = data["systems"]["hub"]
+    assert data["bounds"]["bound_hour"]["onsets"] == hub["onsets"]
+
+
 # ---- the recorded homes ----------------------------------------------------------------
 
 
@@ -183,3 +286,6 @@ def test_a_real_home_is_detected_sooner_than_the_baseline_without_crying_wolf(
     # van Kasteren sees the bathroom by its door only and has no bed mat: a night's quiet
     # after the bathroom door is the night, not a four-hour bathroom stay
     assert hub["by_kind"].get("bathroom_overstay", {}).get("false_alarms", 0) == 0
+    # the yardstick is the one the targets were computed with: 3 h 57 and 3 h 24
+    bound = next(b for b in result.bounds if b.name == "bound_hour").summary()
+    assert round(bound["mean_h"] * 60) == {"ordonez": 237, "kasteren": 204}[name]
