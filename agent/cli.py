@@ -229,7 +229,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     results = []
     for trace in args.traces:
         try:
-            results.append(evaluate_home(trace, detection, learn_days=args.learn_days))
+            results.append(
+                evaluate_home(trace, detection, learn_days=args.learn_days, frontier=args.frontier)
+            )
         except (TraceError, ValueError) as err:
             print(f"{trace}: {err}", file=sys.stderr)
             return EXIT_BAD_INPUT
@@ -442,6 +444,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, help="a hub configuration whose [detection] to use")
     p.add_argument("--learn-days", type=int, default=7)
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument(
+        "--frontier",
+        action="store_true",
+        help="also search the margin a learned hour table needs for <= 0.05 false alarms a day",
+    )
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("routine", help="what the hub has learned of a home's routine")

@@ -41,7 +41,14 @@ from agent.detectconfig import DetectionConfig
 from agent.events import SensorEvent
 from agent.homemap import HomeMap
 from agent.messages import AlertMessage, AlertState, Severity
-from agent.traces.format import Label, iter_events, labels_path, read_header, read_labels
+from agent.traces.format import (
+    Label,
+    TraceHeader,
+    iter_events,
+    labels_path,
+    read_header,
+    read_labels,
+)
 from agent.traces.simulate import TERMINAL_INCIDENTS
 from detection.activity import PERSON_KINDS, is_person_activity
 from detection.drive import advance
@@ -177,6 +184,9 @@ class HomeResult:
     incidents: list[IncidentCheck]
     skipped_rules: list[str]
     bounds: list[SystemResult] = field(default_factory=list)
+    #: with ``frontier``: the quiet-enough learned hour table (margin, pad, result)
+    frontier: tuple[float, float, SystemResult] | None = None
+    frontier_searched: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -189,6 +199,7 @@ class HomeResult:
             "skipped_rules": self.skipped_rules,
             "systems": {s.name: s.summary() for s in self.systems},
             "bounds": {b.name: _bound_summary(b) for b in self.bounds},
+            **({"frontier": self._frontier_json()} if self.frontier_searched else {}),
             "incidents": [
                 {
                     "label": i.label,
@@ -199,6 +210,12 @@ class HomeResult:
                 for i in self.incidents
             ],
         }
+
+    def _frontier_json(self) -> dict[str, Any] | None:
+        if self.frontier is None:
+            return None
+        margin, pad, result = self.frontier
+        return {"margin": margin, "pad_h": pad / HOUR, **_bound_summary(result)}
 
 
 def _bound_summary(bound: SystemResult) -> dict[str, Any]:
@@ -321,6 +338,8 @@ def hindsight_bounds(
     onsets: Sequence[float],
     out: Sequence[tuple[float, float]],
     cap: float,
+    margin: float = 1.0,
+    pad: float = 0.0,
 ) -> list[SystemResult]:
     """How well a table of limits could do, with and without hindsight: yardsticks.
 
@@ -337,7 +356,8 @@ def hindsight_bounds(
     - ``past_hour``: the hour's table learned as a hub must, from the days before (at
       each local midnight, the longest spell of all earlier days; 12 h for an hour not
       yet seen), with no margin at all: the cost of not knowing the test days, counted
-      in false alarms.
+      in false alarms. ``margin`` and ``pad`` give it one (``bench/yardsticks.py``
+      searches them).
     """
     places = sensor_places(home)
     times: list[float] = []
@@ -386,13 +406,54 @@ def hindsight_bounds(
             cell = by_hour(keys[k])
             learned[cell] = max(learned.get(cell, 0.0), times[k + 1] - times[k])
             j += 1
-        limits.append(learned.get(by_hour(keys[i]), FixedBaseline.LIMIT))
+        seen = learned.get(by_hour(keys[i]))
+        limits.append(FixedBaseline.LIMIT if seen is None else seen * margin + pad)
     past = _yardstick("past_hour", times, limits, onsets, cap, tz, test_days)
     for i in spells:
         if times[i] >= test_start and times[i + 1] - times[i] > limits[i]:
             past.false_alarms["inactivity"] += 1
     results.append(past)
     return results
+
+
+#: the margins and pads ``past_frontier`` tries on the learned hour table
+FRONTIER_MARGINS = (1.0, 1.1, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0)
+FRONTIER_PADS_H = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0)
+
+
+def past_frontier(
+    events: Sequence[SensorEvent],
+    home: HomeMap,
+    tz: Any,
+    test_start: float,
+    end: float,
+    onsets: Sequence[float],
+    out: Sequence[tuple[float, float]],
+    cap: float,
+    per_day: float = 0.05,
+) -> tuple[float, float, SystemResult] | None:
+    """The fastest ``past_hour`` table with at most ``per_day`` false alarms a day.
+
+    Tries every margin of ``FRONTIER_MARGINS`` with every pad of ``FRONTIER_PADS_H``;
+    returns (margin, pad in seconds, its result), or None when none is quiet enough.
+    What it takes a learned hour table, without hindsight, to cry wolf as seldom as the
+    target allows.
+    """
+    best: tuple[float, float, SystemResult] | None = None
+    best_mean = math.inf
+    for margin in FRONTIER_MARGINS:
+        for pad_h in FRONTIER_PADS_H:
+            results = hindsight_bounds(
+                events, home, tz, test_start, end, onsets, out, cap, margin, pad_h * HOUR
+            )
+            past = results[-1]
+            s = past.summary()
+            if s["false_per_day"] is None or s["false_per_day"] > per_day:
+                continue
+            if s["mean_h"] is not None and s["mean_h"] < best_mean:
+                best_mean = s["mean_h"]
+                best = (margin, pad_h * HOUR, past)
+    return best
 
 
 def _yardstick(
@@ -417,13 +478,28 @@ def _yardstick(
     return result
 
 
-def evaluate_home(
-    trace: Path,
-    config: DetectionConfig | None = None,
-    learn_days: int = 7,
-    every_h: float = 2.0,
-    cap_h: float = 24.0,
-) -> HomeResult:
+@dataclass
+class Protocol:
+    """One home set out for the protocol: its events, test days, onsets and outings."""
+
+    trace: Path
+    header: TraceHeader
+    events: list[SensorEvent]
+    labels: list[Label]
+    first: float
+    test_start: float
+    end: float
+    onsets: list[float]
+    skipped: int  # onsets skipped: out, or after an incident
+    out: list[tuple[float, float]]  # the person out (labels), or unable to act (incident)
+    incident_windows: list[tuple[float, float]]
+    cap: float
+
+
+def protocol(
+    trace: Path, learn_days: int = 7, every_h: float = 2.0, cap_h: float = 24.0
+) -> Protocol:
+    """Read a recorded home and lay out the protocol's days and onsets (module doc)."""
     header = read_header(trace)
     tz = header.zone
     events = list(iter_events(trace))
@@ -431,8 +507,6 @@ def evaluate_home(
         raise ValueError(f"{trace}: no events")
     lpath = labels_path(trace)
     labels = read_labels(lpath) if lpath.exists() else []
-    config = config or DetectionConfig()
-    config = config.model_copy(update={"routine": config.routine.model_copy(update={"path": None})})
     probe = SimClock(tz)
     first = header.start.timestamp() if header.start else events[0].wall
     end = header.end.timestamp() if header.end else events[-1].wall
@@ -470,6 +544,38 @@ def evaluate_home(
                 skipped += 1
                 continue
             onsets.append(onset)
+    return Protocol(
+        trace,
+        header,
+        events,
+        labels,
+        first,
+        test_start,
+        end,
+        onsets,
+        skipped,
+        out,
+        incident_windows,
+        cap,
+    )
+
+
+def evaluate_home(
+    trace: Path,
+    config: DetectionConfig | None = None,
+    learn_days: int = 7,
+    every_h: float = 2.0,
+    cap_h: float = 24.0,
+    frontier: bool = False,
+) -> HomeResult:
+    """The protocol on one home; ``frontier``: also search ``past_frontier``."""
+    proto = protocol(trace, learn_days, every_h, cap_h)
+    header, events, labels = proto.header, proto.events, proto.labels
+    tz = header.zone
+    test_start, end, onsets, cap = proto.test_start, proto.end, proto.onsets, proto.cap
+    incident_windows = proto.incident_windows
+    config = config or DetectionConfig()
+    config = config.model_copy(update={"routine": config.routine.model_copy(update={"path": None})})
     hub, raised = run_system(
         "hub",
         events,
@@ -497,7 +603,10 @@ def evaluate_home(
         cap,
         incident_windows,
     )
-    bounds = hindsight_bounds(events, header.home, tz, test_start, end, onsets, out, cap)
+    bounds = hindsight_bounds(events, header.home, tz, test_start, end, onsets, proto.out, cap)
+    found = None
+    if frontier:
+        found = past_frontier(events, header.home, tz, test_start, end, onsets, proto.out, cap)
     incidents = []
     for lab in labels:
         if lab.type != "incident":
@@ -509,12 +618,14 @@ def evaluate_home(
     return HomeResult(
         trace=str(trace),
         source=header.source or "",
-        days=(end - first) / 86400.0,
+        days=(end - proto.first) / 86400.0,
         learn_days=learn_days,
         test_days=(end - test_start) / 86400.0,
-        skipped_out=skipped,
+        skipped_out=proto.skipped,
         systems=[hub, baseline],
         bounds=bounds,
+        frontier=found,
+        frontier_searched=frontier,
         incidents=incidents,
         skipped_rules=skipped_rules,
     )
@@ -579,6 +690,17 @@ def format_table(results: Sequence[HomeResult]) -> str:
                 "  bound_*: limits by hour (and place) fitted on the test days: none false"
             )
             lines.append("  past_hour: limits by hour learned from the days before, no margin")
+        if res.frontier_searched:
+            if res.frontier is None:
+                lines.append("  past_hour with a margin: none of the margins tried is quiet enough")
+            else:
+                margin, pad, found = res.frontier
+                s = found.summary()
+                lines.append(
+                    f"  past_hour x {margin:g} + {_h(pad / HOUR)}, the fastest at <= 0.05 false "
+                    f"a day: {_h(s['mean_h'])} mean, {s['misses']} misses, "
+                    f"{s['false_alarms']} false ({s['false_per_day']:.3f} a day)"
+                )
         hub = res.systems[0].summary()
         if hub["by_kind"]:
             lines.append(f"  {'alert kind':<20}{'first':>6}{'mean':>9}{'median':>9}{'false':>7}")
@@ -607,4 +729,6 @@ __all__ = [
     "evaluate_home",
     "format_table",
     "hindsight_bounds",
+    "past_frontier",
+    "protocol",
 ]

@@ -17,7 +17,13 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from agent.cli import main
-from agent.evaluate import HomeResult, evaluate_home, format_table, hindsight_bounds
+from agent.evaluate import (
+    HomeResult,
+    evaluate_home,
+    format_table,
+    hindsight_bounds,
+    past_frontier,
+)
 from agent.events import EventKind, SensorEvent
 from agent.homemap import HomeMap
 from agent.traces.format import labels_path, write_labels, write_trace
@@ -237,6 +243,43 @@ def test_the_past_table_learns_from_earlier_days_and_counts_its_false_alarms() -
     assert past.summary()["false_per_day"] == 1.0
     bound = next(r for r in results if r.name == "bound_hour")
     assert [d.delay for d in bound.detections] == pytest.approx([1.5 * 3600, 0.25 * 3600])
+
+
+def test_the_frontier_is_the_fastest_margin_that_keeps_the_learned_table_quiet() -> None:
+    events = [
+        _ev("kitchen", 0, 9.0),  # learned: 1 h from 09:00
+        _ev("kitchen", 0, 10.0),
+        _ev("kitchen", 1, 9.0),  # tested: 2 h 15 from 09:00
+        _ev("kitchen", 1, 11.25),
+    ]
+    args = (events, _YARD_HOME, _AMS, _at(1, 0), _at(2, 0), [_at(1, 9.5)], [], 86400.0)
+    found = past_frontier(*args, per_day=0.05)
+    assert found is not None
+    margin, pad, result = found
+    # 1 h x margin + pad must reach 2 h 15: x 1.25 + 1 h is exactly that, the first such
+    # (x 1.75 + 30 min ties and comes later; x 1 + 1 h 30 makes 2 h 30: slower)
+    assert (margin, pad) == (1.25, 3600.0)
+    assert result.false_alarms.total() == 0
+    assert result.detections[0].delay == pytest.approx(1.75 * 3600)
+    # a quiet day of false alarms allowed: no margin at all is the fastest
+    margin, pad, _ = past_frontier(*args, per_day=1.0) or (0, 0, None)
+    assert (margin, pad) == (1.0, 0.0)
+    # a spell no margin of the grid covers: nothing is quiet enough
+    longer = [*events[:3], _ev("kitchen", 1, 18.0)]
+    assert past_frontier(longer, *args[1:], per_day=0.05) is None
+
+
+def test_cli_evaluate_searches_the_frontier_on_request(
+    homes: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["evaluate", str(homes["normal"]), "--json"]) == 0
+    assert "frontier" not in json.loads(capsys.readouterr().out)[0]
+    assert main(["evaluate", str(homes["normal"]), "--json", "--frontier"]) == 0
+    found = json.loads(capsys.readouterr().out)[0]["frontier"]
+    assert found["false_per_day"] <= 0.05
+    assert found["margin"] >= 1.0 and found["pad_h"] >= 0.0
+    assert main(["evaluate", str(homes["normal"]), "--frontier"]) == 0
+    assert "the fastest at <= 0.05 false a day" in capsys.readouterr().out
 
 
 def test_the_table_shows_the_yardsticks_apart_from_the_systems(homes: dict[str, Path]) -> None:
