@@ -84,6 +84,14 @@ class MqttUplinkConfig(Section):
     heartbeat_expiry: Duration = 900.0
     reconnect_min: Duration = 1.0
     reconnect_max: Duration = 300.0
+    reconnect_spread: Duration = Field(
+        default=30.0,
+        ge=0,
+        description="after losing an established connection, the first attempt comes at a "
+        "random moment within this (at most reconnect_max), so that a fleet dropped by a "
+        "broker restart comes back spread out; not while an alert waits. Keep it well under "
+        "will_delay, or a blip shows as 'hub offline'",
+    )
 
 
 class MemoryUplinkConfig(Section):

@@ -185,6 +185,36 @@ def checked_payload(item: OutboxItem) -> bytes:
     return item.payload
 
 
+def retry_delay(
+    attempt: int,
+    lost: bool,
+    alert: bool,
+    low: float,
+    high: float,
+    spread: float,
+    rng: random.Random,
+) -> tuple[float, int]:
+    """(seconds to wait, the next attempt's number) before reconnect attempt ``attempt``.
+
+    ``lost``: an established connection has just ended. A broker restart ends every
+    hub's connection in the same second; if each retried within ``backoff_delay``'s first
+    window (``low`` to twice that) the whole fleet would be back in the same second too.
+    So the first wait after a loss is uniform over ``low`` .. ``spread`` (at most
+    ``high``), and the windows after it go on from twice that width. ``alert``: an alert
+    waits in the outbox; it does not wait for the fleet: the usual windows, from the
+    first, at most ``spread`` wide.
+    """
+    spread = max(low, min(spread, high))
+    if lost:
+        attempt = 0
+        if not alert and spread > 2 * low:
+            after = math.ceil(math.log2(spread / max(low, 0.05)))
+            return rng.uniform(low, spread), after
+    if alert:
+        high = spread
+    return backoff_delay(attempt, low, high, rng), attempt + 1
+
+
 def backoff_delay(attempt: int, low: float, high: float, rng: random.Random) -> float:
     """Seconds to wait before reconnect attempt ``attempt`` (0 for the first retry).
 
@@ -403,6 +433,7 @@ class MqttUplink:
         self._links: list[LinkCallback] = []
         self._lost = asyncio.Event()
         self._wake = asyncio.Event()
+        self._alert_added = asyncio.Event()  # while waiting to reconnect
         self._progress = asyncio.Event()
         self._connack: asyncio.Future[ReasonCode | None] | None = None
         self._pending: dict[int, asyncio.Future[ReasonCode | None]] = {}
@@ -456,6 +487,8 @@ class MqttUplink:
 
     def notify(self) -> None:
         self._wake.set()
+        if not self.connected and self._outbox.alerts() > 0:
+            self._alert_added.set()
 
     def on_command(self, handler: CommandHandler) -> None:
         """Subscribe to the hub's commands (now, if connected, and on every connection)."""
@@ -536,17 +569,43 @@ class MqttUplink:
                 self._close_now()
                 connected = False
             if connected:
-                attempt = 0
                 await self._lost.wait()
                 if self._stopped():
                     return
-            delay = backoff_delay(
-                attempt, self._config.reconnect_min, self._config.reconnect_max, self._rng
-            )
-            attempt += 1
+            delay, attempt = self._retry_delay(attempt, lost=connected)
             self._stats.last_retry_delay = delay
             log.info("hub %s: next connection attempt in %.1f s", self._hub, delay)
+            await self._retry_wait(delay)
+
+    def _retry_delay(self, attempt: int, lost: bool) -> tuple[float, int]:
+        cfg = self._config
+        alert = self._outbox.alerts() > 0
+        return retry_delay(
+            attempt,
+            lost,
+            alert,
+            cfg.reconnect_min,
+            cfg.reconnect_max,
+            cfg.reconnect_spread,
+            self._rng,
+        )
+
+    async def _retry_wait(self, delay: float) -> None:
+        """Sleep ``delay`` seconds; an alert added meanwhile cuts it to the first window."""
+        self._alert_added.clear()
+        if self._outbox.alerts() > 0:
             await asyncio.sleep(delay)
+            return
+        try:
+            async with asyncio.timeout(delay):
+                await self._alert_added.wait()
+        except TimeoutError:
+            return
+        cfg = self._config
+        soon = backoff_delay(0, cfg.reconnect_min, cfg.reconnect_max, self._rng)
+        self._stats.last_retry_delay = soon
+        log.info("hub %s: an alert waits; connection attempt in %.1f s", self._hub, soon)
+        await asyncio.sleep(soon)
 
     async def _connect_once(self) -> bool:
         """One connection attempt; True once the broker has accepted it."""

@@ -5,7 +5,7 @@ Each simulated hub (``bench/fleetclient.py``) speaks to the broker as the agent'
 ``MqttUplink`` recorded through a relay): MQTT 5, client id = hub id, topics
 ``leefsamen/<hub_id>/...``, retained "online" status with a Will "offline", heartbeats
 with the message expiry property, alerts at QoS 1 built with the agent's own models, a
-PINGREQ when idle, and reconnection with ``agent.uplink.backoff_delay`` between the
+PINGREQ when idle, and reconnection with ``agent.uplink.retry_delay`` between the
 default bounds. The hubs run in ``--workers`` processes (default 2, one per core of the
 machine this was written on), one asyncio loop each. The broker runs as the test broker
 does (``agent.devtools.broker.Mosquitto``, no persistence) but logs errors only and has
@@ -39,7 +39,7 @@ Measured:
   once). The machine's two cores run the broker and the hubs alike: where the load
   generator is busy, it, not the broker, sets the pace (its CPU is printed);
 - computed, not measured (``--model``): when 100,000 hubs would be back after each of
-  ``--model-outages`` seconds, with ``backoff_delay`` itself and a broker that takes all.
+  ``--model-outages`` seconds, with ``retry_delay`` itself and a broker that takes all.
 
 There is no goal: the figures feed docs/scaling.md. Nothing is asserted about time.
 
@@ -78,7 +78,7 @@ sys.path.insert(0, str(ROOT))
 from agent.devtools.broker import BrokerTls, Mosquitto  # noqa: E402
 from agent.devtools.pki import TestPki  # noqa: E402
 from agent.messages import encode  # noqa: E402
-from agent.uplink import backoff_delay  # noqa: E402
+from agent.uplink import retry_delay  # noqa: E402
 from bench import fleetclient as fc  # noqa: E402
 from bench.common import Figure, cpu_model, median, print_figures  # noqa: E402
 
@@ -838,21 +838,27 @@ def compare_figure(result: dict[str, list[dict[str, Any]]], count: int) -> Figur
 def storm_model(hubs: int, outage: float, jitter: bool, seed: int) -> list[float]:
     """When each hub is back, computed: seconds after the broker returns, sorted.
 
-    Each hub lost its connection at 0 and retries after ``backoff_delay`` (or the fixed
-    ``reconnect_min``) as the uplink does; an attempt before ``outage`` fails at once
-    (connection refused), the first one after it succeeds: a broker that accepts all.
+    Each hub lost its connection at 0 and retries after ``retry_delay`` (or the fixed
+    ``reconnect_min``) as the uplink does, with no alert waiting; an attempt before
+    ``outage`` fails at once (connection refused), the first one after it succeeds: a
+    broker that accepts all.
     """
     rng = random.Random(seed)
-    low, high = fc.UPLINK.reconnect_min, fc.UPLINK.reconnect_max
+    u = fc.UPLINK
+    low, high, spread = u.reconnect_min, u.reconnect_max, u.reconnect_spread
     back = []
     for _ in range(hubs):
-        t, attempt = 0.0, 0
+        t, attempt, lost = 0.0, 0, True
         while True:
-            t += backoff_delay(attempt, low, high, rng) if jitter else low
+            if jitter:
+                delay, attempt = retry_delay(attempt, lost, False, low, high, spread, rng)
+            else:
+                delay = low
+            t += delay
+            lost = False
             if t >= outage:
                 back.append(t - outage)
                 break
-            attempt += 1
     return sorted(back)
 
 

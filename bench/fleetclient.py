@@ -11,7 +11,7 @@ A ``SimHub`` does upstream what the agent's ``MqttUplink`` does, with the same b
   carries the message expiry property); a new heartbeat replaces one still waiting;
 - a PINGREQ when the link has been idle for a keepalive, as paho does; a link whose
   PINGRESP, CONNACK or PUBACK does not come within the real timeout is dropped;
-- after a lost connection: ``agent.uplink.backoff_delay`` with the configured bounds
+- after a lost connection: ``agent.uplink.retry_delay`` with the configured bounds
   (full jitter, a window that doubles per failure), or a fixed delay for the baseline.
 
 Payloads are the agent's own models (``HeartbeatMessage``, ``AlertMessage``,
@@ -79,7 +79,7 @@ from agent.messages import (  # noqa: E402
     encode,
 )
 from agent.outbox.memory import MemoryOutbox  # noqa: E402
-from agent.uplink import MAX_INBOUND, MqttUplink, backoff_delay  # noqa: E402
+from agent.uplink import MAX_INBOUND, MqttUplink, retry_delay  # noqa: E402
 
 UPLINK: Final = MqttUplinkConfig()  # the defaults a provisioned hub runs with
 HEARTBEAT_INTERVAL: Final = HeartbeatConfig().interval
@@ -395,11 +395,11 @@ class SimHub:
     async def run(self) -> None:
         attempt = 0
         while True:
-            if await self._connect_once():
-                attempt = 0
+            lost = await self._connect_once()
+            if lost:
                 await self._session()
-            await asyncio.sleep(self.fleet.delay(attempt, self.rng))
-            attempt += 1
+            delay, attempt = self.fleet.delay(attempt, lost, bool(self.alerts), self.rng)
+            await asyncio.sleep(delay)
 
     async def _connect_once(self) -> bool:
         fleet = self.fleet
@@ -603,10 +603,13 @@ class Fleet:
         self.ping_idle = UPLINK.keepalive / spec.scale
         self._tasks: list[asyncio.Task[None]] = []
 
-    def delay(self, attempt: int, rng: random.Random) -> float:
+    def delay(self, attempt: int, lost: bool, alert: bool, rng: random.Random) -> tuple[float, int]:
+        """As the uplink chooses it (``retry_delay``): (seconds, the next attempt)."""
         if self.jitter:
-            return backoff_delay(attempt, UPLINK.reconnect_min, UPLINK.reconnect_max, rng)
-        return self.spec.fixed_delay
+            u = UPLINK
+            low, high, spread = u.reconnect_min, u.reconnect_max, u.reconnect_spread
+            return retry_delay(attempt, lost, alert, low, high, spread, rng)
+        return self.spec.fixed_delay, attempt + 1
 
     def start(self) -> None:
         """Every hub starts connecting now; heartbeats start at random phases."""

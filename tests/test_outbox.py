@@ -262,6 +262,25 @@ def test_depth_and_oldest_count_in_flight_items(make_outbox: MakeOutbox) -> None
     assert box.oldest() == 50.0
 
 
+def test_alerts_counts_alerts_waiting_or_in_flight_and_no_heartbeat(
+    make_outbox: MakeOutbox,
+) -> None:
+    """What the uplink asks before it waits out a reconnect spread: does an alert wait?"""
+    box = make_outbox()
+    box.add(heartbeat(1), now=10.0)
+    assert box.alerts() == 0
+    box.add(alert(1), now=20.0)
+    box.add(alert(2), now=30.0)
+    assert box.alerts() == 2
+    batch = box.take(3)
+    assert box.alerts() == 2  # in flight still counts
+    box.end([batch[0].id], [b.id for b in batch[1:]])
+    assert box.alerts() == 1
+    (rest,) = (b for b in box.take(3) if b.topic == "alert")
+    box.end([rest.id], [])
+    assert box.alerts() == 0
+
+
 def test_non_models_are_refused(make_outbox: MakeOutbox) -> None:
     """Only alerts and heartbeats may enter: not dicts, bytes, other models or subclasses."""
 

@@ -42,6 +42,7 @@ from agent.uplink import (
     backoff_delay,
     checked_payload,
     make_uplink,
+    retry_delay,
 )
 from tests.test_outbox import alert, heartbeat
 
@@ -407,6 +408,77 @@ def test_backoff_spans_its_window_and_grows() -> None:
     assert 1.0 <= min(late) < 10.0
     assert 290.0 < max(late) <= 300.0
     assert backoff_delay(3, 0.0, 0.0, rng) == 0.0
+
+
+def test_the_first_retry_after_a_loss_is_spread_unless_an_alert_waits() -> None:
+    rng = random.Random(2)
+    # a fleet dropped together: spread over the whole spread, not the first 1-2 s
+    first = [retry_delay(5, True, False, 1.0, 300.0, 30.0, rng) for _ in range(2000)]
+    delays = [d for d, _ in first]
+    assert 1.0 <= min(delays) < 1.1 and 29.9 < max(delays) <= 30.0
+    assert sum(d <= 2.0 for d in delays) < 0.06 * len(delays)  # 1 in 29 falls in 1-2 s
+    # a failure after it waits in a window twice as wide, then wider
+    nxt = {n for _, n in first}
+    assert nxt == {5}
+    assert 32.0 <= max(backoff_delay(5, 1.0, 300.0, rng) for _ in range(2000)) <= 64.0
+    # an alert waiting: the usual first window, and never more than the spread after
+    assert all(
+        1.0 <= retry_delay(0, True, True, 1.0, 300.0, 30.0, rng)[0] <= 2.0 for _ in range(500)
+    )
+    assert max(retry_delay(9, False, True, 1.0, 300.0, 30.0, rng)[0] for _ in range(500)) <= 30
+    # not after a loss (the broker was down at the last try): the usual backoff goes on
+    assert retry_delay(3, False, False, 1.0, 300.0, 30.0, random.Random(4)) == (
+        backoff_delay(3, 1.0, 300.0, random.Random(4)),
+        4,
+    )
+    # a spread no wider than the first window, or above the maximum
+    assert retry_delay(0, True, False, 1.0, 300.0, 1.5, random.Random(4))[0] <= 2.0
+    assert max(retry_delay(0, True, False, 1.0, 10.0, 30.0, rng)[0] for _ in range(500)) <= 10
+
+
+def test_a_broker_restart_is_met_with_a_spread_retry(mosquitto: Mosquitto) -> None:
+    """The first retry after losing the connection is drawn over ``reconnect_spread``."""
+
+    async def main() -> None:
+        cfg = config(mosquitto, reconnect_max=3.0, reconnect_spread=3.0)
+        uplink = MqttUplink(cfg, HUB, MemoryOutbox(1 << 20), CLOCK, VERSION, rng=random.Random(0))
+        async with running(uplink):
+            await until(lambda: uplink.connected, "connected")
+            mosquitto.kill()
+            await until(lambda: not uplink.connected, "the loss noticed")
+            await asyncio.to_thread(mosquitto.start)
+            await until(lambda: uplink.connected, "back")
+            # the draw of a spread retry, well past the old first window (0.05-0.1 s)
+            assert uplink.stats.last_retry_delay == random.Random(0).uniform(0.05, 3.0)
+            assert uplink.stats.reconnects == 1
+
+    run(main())
+
+
+def test_an_alert_does_not_wait_for_the_spread(mosquitto: Mosquitto) -> None:
+    """An alert raised while the hub waits out a long spread goes within the first window."""
+
+    async def main() -> None:
+        cfg = config(mosquitto, reconnect_max=60.0, reconnect_spread=60.0)
+        outbox = MemoryOutbox(1 << 20)
+        # seed 0 draws a first retry 50.7 s after the loss
+        uplink = MqttUplink(cfg, HUB, outbox, CLOCK, VERSION, rng=random.Random(0))
+        with Subscriber.on(mosquitto, f"{BASE}/alert", qos=1) as sub:
+            async with running(uplink):
+                await until(lambda: uplink.connected, "connected")
+                before = sub.subscriptions
+                mosquitto.kill()
+                await until(lambda: not uplink.connected, "the loss noticed")
+                await until(lambda: uplink.stats.last_retry_delay is not None, "a retry chosen")
+                assert uplink.stats.last_retry_delay is not None
+                assert uplink.stats.last_retry_delay > 50
+                await start_gated(mosquitto, sub, after=before)
+                ids = add_alerts(uplink, outbox, [7])
+                got = await sub.await_for(1, WAIT)  # not 50 s
+                assert alert_ids(got) == ids
+                assert uplink.stats.last_retry_delay <= 0.1
+
+    run(main())
 
 
 def test_only_outbound_models_are_published(mosquitto: Mosquitto) -> None:

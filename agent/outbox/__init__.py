@@ -89,6 +89,10 @@ class Outbox(Protocol):
         """``created`` of the oldest item not yet accepted; None when empty."""
         ...
 
+    def alerts(self) -> int:
+        """Alert messages not yet accepted (waiting or in flight): an alert waits."""
+        ...
+
     def dropped(self) -> int:
         """How many items the size bound has dropped so far."""
         ...

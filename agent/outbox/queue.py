@@ -134,6 +134,10 @@ class Queue:
     def depth(self) -> int:
         return len(self.alerts) + len(self.in_flight) + (self.heartbeat is not None)
 
+    def alert_count(self) -> int:
+        flying = sum(1 for r in self.in_flight.values() if r.topic != HEARTBEAT)
+        return len(self.alerts) + flying
+
     def oldest(self) -> float | None:
         candidates = [next(iter(self.alerts.values()), None), self.heartbeat]
         if self.in_flight:
@@ -159,6 +163,9 @@ class QueuedOutbox:
 
     def oldest(self) -> float | None:
         return self._queue.oldest()
+
+    def alerts(self) -> int:
+        return self._queue.alert_count()
 
     def dropped(self) -> int:
         return self._queue.dropped
