@@ -16,8 +16,9 @@ its PUBACK: an acknowledged item is deleted, anything else goes back, so alerts 
 broker at least once and in order. Topics are ``<prefix>/<hub_id>/{status,heartbeat,
 alert}``; ``status`` is retained, "online" on every connection (the birth) and
 "offline" as the Last Will (after ``will_delay``, so a Wi-Fi blip is not an outage) and
-on a clean stop. Reconnection backs off exponentially with full jitter, so that a
-fleet does not return in lockstep after a broker restart.
+on a clean stop. Reconnection backs off exponentially with full jitter, and the first
+retry after a lost connection is spread over ``reconnect_spread``, so that a fleet does
+not return in lockstep after a broker restart; an alert waiting does not wait for that.
 
 Commands: once the runtime has registered a handler (``on_command``), every connection
 subscribes at QoS 1 to ``<prefix>/<hub_id>/cmd/#`` (retained messages are not sent to
