@@ -356,8 +356,8 @@ def hindsight_bounds(
     - ``past_hour``: the hour's table learned as a hub must, from the days before (at
       each local midnight, the longest spell of all earlier days; 12 h for an hour not
       yet seen), with no margin at all: the cost of not knowing the test days, counted
-      in false alarms. ``margin`` and ``pad`` give it one (``bench/yardsticks.py``
-      searches them).
+      in false alarms. ``margin`` and ``pad`` give it one (``past_frontier`` searches
+      them).
     """
     places = sensor_places(home)
     times: list[float] = []
