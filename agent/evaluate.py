@@ -30,7 +30,7 @@ import copy
 import math
 import statistics
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -422,20 +422,14 @@ FRONTIER_PADS_H = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0)
 
 
 def past_frontier(
-    events: Sequence[SensorEvent],
-    home: HomeMap,
-    tz: Any,
-    test_start: float,
-    end: float,
-    onsets: Sequence[float],
-    out: Sequence[tuple[float, float]],
-    cap: float,
-    per_day: float = 0.05,
+    yardsticks: Callable[[float, float], list[SystemResult]], per_day: float = 0.05
 ) -> tuple[float, float, SystemResult] | None:
     """The fastest ``past_hour`` table with at most ``per_day`` false alarms a day.
 
-    Tries every margin of ``FRONTIER_MARGINS`` with every pad of ``FRONTIER_PADS_H``;
-    returns (margin, pad in seconds, its result), or None when none is quiet enough.
+    ``yardsticks(margin, pad)``: ``hindsight_bounds`` of one home with that margin and
+    pad (seconds), ``past_hour`` last. Tries every margin of ``FRONTIER_MARGINS`` with
+    every pad of ``FRONTIER_PADS_H``; returns (margin, pad in seconds, its result), or
+    None when none is quiet enough.
     What it takes a learned hour table, without hindsight, to cry wolf as seldom as the
     target allows.
     """
@@ -443,10 +437,7 @@ def past_frontier(
     best_mean = math.inf
     for margin in FRONTIER_MARGINS:
         for pad_h in FRONTIER_PADS_H:
-            results = hindsight_bounds(
-                events, home, tz, test_start, end, onsets, out, cap, margin, pad_h * HOUR
-            )
-            past = results[-1]
+            past = yardsticks(margin, pad_h * HOUR)[-1]
             s = past.summary()
             if s["false_per_day"] is None or s["false_per_day"] > per_day:
                 continue
@@ -606,7 +597,11 @@ def evaluate_home(
     bounds = hindsight_bounds(events, header.home, tz, test_start, end, onsets, proto.out, cap)
     found = None
     if frontier:
-        found = past_frontier(events, header.home, tz, test_start, end, onsets, proto.out, cap)
+        found = past_frontier(
+            lambda margin, pad: hindsight_bounds(
+                events, header.home, tz, test_start, end, onsets, proto.out, cap, margin, pad
+            )
+        )
     incidents = []
     for lab in labels:
         if lab.type != "incident":

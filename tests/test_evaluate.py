@@ -9,6 +9,7 @@ is present (``shared_data`` skips with the reason elsewhere).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import date, datetime
 from functools import cache
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest
 from agent.cli import main
 from agent.evaluate import (
     HomeResult,
+    SystemResult,
     evaluate_home,
     format_table,
     hindsight_bounds,
@@ -252,8 +254,14 @@ def test_the_frontier_is_the_fastest_margin_that_keeps_the_learned_table_quiet()
         _ev("kitchen", 1, 9.0),  # tested: 2 h 15 from 09:00
         _ev("kitchen", 1, 11.25),
     ]
-    args = (events, _YARD_HOME, _AMS, _at(1, 0), _at(2, 0), [_at(1, 9.5)], [], 86400.0)
-    found = past_frontier(*args, per_day=0.05)
+
+    def yardsticks(found: list[SensorEvent]) -> Callable[[float, float], list[SystemResult]]:
+        test_start, end, onsets = _at(1, 0), _at(2, 0), [_at(1, 9.5)]
+        return lambda m, p: hindsight_bounds(
+            found, _YARD_HOME, _AMS, test_start, end, onsets, [], 86400.0, m, p
+        )
+
+    found = past_frontier(yardsticks(events), per_day=0.05)
     assert found is not None
     margin, pad, result = found
     # 1 h x margin + pad must reach 2 h 15: x 1.25 + 1 h is exactly that, the first such
@@ -262,11 +270,11 @@ def test_the_frontier_is_the_fastest_margin_that_keeps_the_learned_table_quiet()
     assert result.false_alarms.total() == 0
     assert result.detections[0].delay == pytest.approx(1.75 * 3600)
     # a quiet day of false alarms allowed: no margin at all is the fastest
-    margin, pad, _ = past_frontier(*args, per_day=1.0) or (0, 0, None)
+    margin, pad, _ = past_frontier(yardsticks(events), per_day=1.0) or (0, 0, None)
     assert (margin, pad) == (1.0, 0.0)
     # a spell no margin of the grid covers: nothing is quiet enough
     longer = [*events[:3], _ev("kitchen", 1, 18.0)]
-    assert past_frontier(longer, *args[1:], per_day=0.05) is None
+    assert past_frontier(yardsticks(longer), per_day=0.05) is None
 
 
 def test_cli_evaluate_searches_the_frontier_on_request(
